@@ -1,0 +1,33 @@
+//! End-to-end harness for Pylon.
+//!
+//! Builds a test network out of Linux network namespaces ([`Topology`]),
+//! runs real HTTP servers and clients in it (Python 3 stdlib scripts in
+//! `scripts/`, compiled into this crate), starts the `pylon` daemon on DPDK
+//! `net_af_packet` ports in the load balancer's namespace ([`PylonProcess`])
+//! and reads its stats. Everything it creates is uniquely named and removed
+//! on drop, also when a test panics; [`cleanup_stale`] removes what a killed
+//! run left behind.
+//!
+//! Needs root, iproute2, ethtool and python3. The end-to-end tests take
+//! [`e2e_lock`] so that only one of them drives traffic at a time.
+
+pub mod client;
+pub mod process;
+pub mod pylon;
+pub mod topology;
+
+pub use client::ClientResult;
+pub use process::{e2e_lock, pylon_binary, require_root, unique_id, E2eLock, ScratchDir};
+pub use pylon::{
+    dpdk_runtime_dir, drops, file_prefix_for, harmful_drops, run_to_exit, server_conns,
+    worker_total, PylonExit, PylonOptions, PylonProcess, HARMLESS_DROPS,
+};
+pub use topology::{cleanup_stale, vip_url, RealServer, Topology};
+
+/// The weights `(server name, weight)` a [`PylonOptions`] gives rs1..rs3.
+pub fn server_weights(options: &PylonOptions) -> Vec<(&'static str, u32)> {
+    ["rs1", "rs2", "rs3"]
+        .into_iter()
+        .zip(options.weights)
+        .collect()
+}

@@ -1,0 +1,558 @@
+//! Driving the `pylon` daemon: its configuration for a test topology, the
+//! running process (stats on SIGUSR1, clean stop on SIGTERM) and the
+//! reading of its stats JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+use crate::process::{self, detach_child, ns_command};
+use crate::topology::{
+    HTTP_PORT, LB_CLIENT_ADDR, LB_CLIENT_IF, LB_SERVER_ADDR, LB_SERVER_IF, SERVER_ADDRS, VIP,
+    VIP_PORT,
+};
+
+/// How long pylon may take from start to its first stats file.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long pylon may take to rewrite its stats file after SIGUSR1.
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long pylon may take to exit after SIGTERM before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Drop reasons that normal traffic on a test network produces and that do
+/// not mean a packet of a client's connection was lost.
+pub const HARMLESS_DROPS: [&str; 3] = ["not_ipv4", "other_host", "not_for_service"];
+
+/// The DPDK `--file-prefix` used for a test id.
+pub fn file_prefix_for(id: &str) -> String {
+    format!("pylon-e2e-{id}")
+}
+
+/// Where DPDK keeps the runtime files of a file prefix.
+pub fn dpdk_runtime_dir(file_prefix: &str) -> PathBuf {
+    Path::new("/var/run/dpdk").join(file_prefix)
+}
+
+/// What to put in a generated pylon configuration for the standard topology.
+#[derive(Debug, Clone)]
+pub struct PylonOptions {
+    /// Worker lcores (1 or more). They share core 1 with each other; the
+    /// main lcore is on core 0.
+    pub workers: usize,
+    /// `rr`, `wrr`, `lc` or `wlc`.
+    pub scheduler: String,
+    /// The weights of rs1, rs2, rs3.
+    pub weights: [u32; 3],
+    /// Connection table capacity.
+    pub conn_capacity: u32,
+    /// pylon's log level.
+    pub log: String,
+}
+
+impl Default for PylonOptions {
+    fn default() -> Self {
+        PylonOptions {
+            workers: 1,
+            scheduler: "wlc".to_owned(),
+            weights: [1, 2, 3],
+            conn_capacity: 65536,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+impl PylonOptions {
+    /// Default options with this many workers and this scheduler.
+    pub fn new(workers: usize, scheduler: &str) -> PylonOptions {
+        PylonOptions {
+            workers,
+            scheduler: scheduler.to_owned(),
+            ..PylonOptions::default()
+        }
+    }
+
+    /// The `lcores` EAL mapping: lcore 0 on core 0, every worker on core 1
+    /// (or 0 on a one-core machine), e.g. `0@0,1@1,2@1`.
+    pub fn lcores(&self) -> String {
+        let worker_core =
+            usize::from(std::thread::available_parallelism().map_or(1, |n| n.get()) > 1);
+        let mut map = "0@0".to_owned();
+        for worker in 1..=self.workers {
+            let _ = write!(map, ",{worker}@{worker_core}");
+        }
+        map
+    }
+
+    /// The configuration as TOML, for the standard topology (ports on
+    /// `lbcli`/`lbsrv`, one service `web` on VIP:80 to rs1..rs3:8080).
+    pub fn to_toml(&self, file_prefix: &str, stats_file: &Path) -> String {
+        let workers: Vec<String> = (1..=self.workers).map(|w| w.to_string()).collect();
+        let mut text = format!(
+            "[eal]\n\
+             file_prefix = {}\n\
+             main_lcore = 0\n\
+             lcores = {}\n\
+             no_huge = true\n\
+             memory_mb = 256\n\
+             \n\
+             [dataplane]\n\
+             workers = [{}]\n\
+             idle_polls = 64\n\
+             idle_sleep_us = 100\n\
+             conn_capacity = {}\n\
+             \n\
+             [control]\n\
+             stats_file = {}\n\
+             log = {}\n\
+             \n\
+             [[ports]]\n\
+             name = \"client\"\n\
+             device = \"net_af_packet0,iface={LB_CLIENT_IF}\"\n\
+             address = \"{LB_CLIENT_ADDR}\"\n\
+             \n\
+             [[ports]]\n\
+             name = \"servers\"\n\
+             device = \"net_af_packet1,iface={LB_SERVER_IF}\"\n\
+             address = \"{LB_SERVER_ADDR}\"\n\
+             \n\
+             [[services]]\n\
+             name = \"web\"\n\
+             vip = \"{VIP}\"\n\
+             port = {VIP_PORT}\n\
+             protocol = \"tcp\"\n\
+             scheduler = {}\n\
+             forwarding = \"nat\"\n",
+            toml_str(file_prefix),
+            toml_str(&self.lcores()),
+            workers.join(", "),
+            self.conn_capacity,
+            toml_str(&stats_file.to_string_lossy()),
+            toml_str(&self.log),
+            toml_str(&self.scheduler),
+        );
+        for (addr, weight) in SERVER_ADDRS.iter().zip(self.weights) {
+            let _ = write!(
+                text,
+                "\n[[services.servers]]\naddress = \"{addr}\"\nport = {HTTP_PORT}\nweight = {weight}\n"
+            );
+        }
+        text
+    }
+}
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// The file prefix and stats file a configuration names.
+fn config_paths(config_text: &str) -> Result<(String, PathBuf)> {
+    let config: toml::Value = config_text
+        .parse()
+        .context("the pylon config is not valid TOML")?;
+    let prefix = config
+        .get("eal")
+        .and_then(|eal| eal.get("file_prefix"))
+        .and_then(toml::Value::as_str)
+        .context("the pylon config has no eal.file_prefix")?;
+    let stats = config
+        .get("control")
+        .and_then(|control| control.get("stats_file"))
+        .and_then(toml::Value::as_str)
+        .context("the pylon config has no control.stats_file")?;
+    Ok((prefix.to_owned(), PathBuf::from(stats)))
+}
+
+static NEXT_RUN: AtomicU32 = AtomicU32::new(0);
+
+/// A running `pylon`. Dropping it stops it (SIGTERM, then SIGKILL) and, when
+/// the thread is panicking, prints the end of its log.
+pub struct PylonProcess {
+    child: Child,
+    exit: Option<ExitStatus>,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    stats_path: PathBuf,
+    file_prefix: String,
+}
+
+impl PylonProcess {
+    /// Writes `config_text` into `dir`, starts `pylon --config FILE` (inside
+    /// network namespace `ns` when given) with its output in a log file in
+    /// `dir`, and waits up to [`START_TIMEOUT`] for the stats file the
+    /// configuration names.
+    pub fn start(ns: Option<&str>, dir: &Path, config_text: &str) -> Result<PylonProcess> {
+        let binary = process::pylon_binary()?;
+        let (file_prefix, stats_path) = config_paths(config_text)?;
+        let run = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
+        let config_path = dir.join(format!("pylon-{run}.toml"));
+        let log_path = dir.join(format!("pylon-{run}.log"));
+        fs::write(&config_path, config_text)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        if stats_path.exists() {
+            fs::remove_file(&stats_path)
+                .with_context(|| format!("removing the old {}", stats_path.display()))?;
+        }
+        let log = fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let mut cmd = match ns {
+            Some(ns) => ns_command(ns, &binary),
+            None => Command::new(&binary),
+        };
+        cmd.arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = detach_child(&mut cmd)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut pylon = PylonProcess {
+            child,
+            exit: None,
+            config_path,
+            log_path,
+            stats_path,
+            file_prefix,
+        };
+        let started = Instant::now();
+        process::wait_for(START_TIMEOUT, || {
+            pylon.check_running()?;
+            Ok(pylon.read_stats().ok())
+        })
+        .map_err(|e| {
+            anyhow!(
+                "pylon did not write {} within {START_TIMEOUT:?}: {e:#}\n--- pylon log ---\n{}",
+                pylon.stats_path.display(),
+                pylon.log()
+            )
+        })?;
+        eprintln!(
+            "pylon (pid {}) up after {:?}",
+            pylon.pid(),
+            started.elapsed()
+        );
+        Ok(pylon)
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The configuration file it runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Its DPDK file prefix.
+    pub fn file_prefix(&self) -> &str {
+        &self.file_prefix
+    }
+
+    /// `/var/run/dpdk/<file prefix>`, which must be gone after a clean exit.
+    pub fn runtime_dir(&self) -> PathBuf {
+        dpdk_runtime_dir(&self.file_prefix)
+    }
+
+    /// Everything it logged so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path)
+            .unwrap_or_else(|e| format!("(cannot read {}: {e})", self.log_path.display()))
+    }
+
+    fn check_running(&mut self) -> Result<()> {
+        if let Some(status) = self.exit {
+            bail!("pylon already exited ({status})");
+        }
+        if let Some(status) = self.child.try_wait()? {
+            self.exit = Some(status);
+            bail!("pylon exited ({status})\n--- pylon log ---\n{}", self.log());
+        }
+        Ok(())
+    }
+
+    fn read_stats(&self) -> Result<Value> {
+        let text = fs::read(&self.stats_path)?;
+        serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not JSON", self.stats_path.display()))
+    }
+
+    /// Fresh stats: sends SIGUSR1 and waits (up to [`STATS_TIMEOUT`]) until
+    /// the stats file has been replaced.
+    pub fn stats(&mut self) -> Result<Value> {
+        self.check_running()?;
+        let identity = |path: &Path| {
+            fs::metadata(path)
+                .ok()
+                .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
+        };
+        let before = identity(&self.stats_path);
+        let before_text = fs::read(&self.stats_path).ok();
+        process::send_signal(self.pid(), libc::SIGUSR1)?;
+        process::wait_for(STATS_TIMEOUT, || {
+            self.check_running()?;
+            if identity(&self.stats_path) == before
+                && fs::read(&self.stats_path).ok() == before_text
+            {
+                return Ok(None);
+            }
+            Ok(self.read_stats().ok())
+        })
+        .with_context(|| {
+            format!(
+                "pylon did not rewrite {} after SIGUSR1",
+                self.stats_path.display()
+            )
+        })
+    }
+
+    /// Polls [`PylonProcess::stats`] until `done` holds, for up to `timeout`;
+    /// returns the last stats either way (the caller asserts on them, with
+    /// the numbers in its message).
+    pub fn stats_until(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.stats()?;
+            if done(&stats) || Instant::now() >= deadline {
+                return Ok(stats);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops it: SIGTERM, up to [`STOP_TIMEOUT`] to exit, then SIGKILL.
+    /// Returns how it exited (the first time; later calls repeat it).
+    pub fn stop(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.exit {
+            return Ok(status);
+        }
+        if let Some(status) = self.child.try_wait()? {
+            self.exit = Some(status);
+            return Ok(status);
+        }
+        process::send_signal(self.pid(), libc::SIGTERM)?;
+        let status = match process::wait_timeout(&mut self.child, STOP_TIMEOUT)? {
+            Some(status) => status,
+            None => {
+                eprintln!("pylon ignored SIGTERM for {STOP_TIMEOUT:?}: SIGKILL");
+                self.child.kill()?;
+                self.child.wait()?
+            }
+        };
+        self.exit = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for PylonProcess {
+    fn drop(&mut self) {
+        let killed = self.exit.is_none();
+        if let Err(e) = process::terminate(&mut self.child, Duration::from_secs(5)) {
+            eprintln!("stopping pylon: {e:#}");
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- pylon log (last {} lines) ---", tail.len());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        let runtime = self.runtime_dir();
+        if killed && runtime.exists() {
+            if let Err(e) = fs::remove_dir_all(&runtime) {
+                eprintln!("removing {}: {e}", runtime.display());
+            }
+        }
+    }
+}
+
+/// How a pylon run that was expected to exit by itself ended.
+#[derive(Debug)]
+pub struct PylonExit {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+/// Runs `pylon --config CONFIG` in the current namespace and waits up to
+/// `timeout` for it to exit by itself (a configuration it must reject);
+/// kills it and fails if it is still running then. Its stderr goes to
+/// `stderr_path`.
+pub fn run_to_exit(config: &Path, stderr_path: &Path, timeout: Duration) -> Result<PylonExit> {
+    let binary = process::pylon_binary()?;
+    let stderr_file = fs::File::create(stderr_path)
+        .with_context(|| format!("creating {}", stderr_path.display()))?;
+    let started = Instant::now();
+    let mut child = detach_child(
+        Command::new(&binary)
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr_file),
+    )
+    .spawn()
+    .with_context(|| format!("starting {}", binary.display()))?;
+    let status = process::wait_timeout(&mut child, timeout)?;
+    let elapsed = started.elapsed();
+    let Some(status) = status else {
+        process::terminate(&mut child, Duration::from_secs(5))?;
+        bail!(
+            "pylon --config {} still ran after {timeout:?}; stderr:\n{}",
+            config.display(),
+            fs::read_to_string(stderr_path).unwrap_or_default()
+        );
+    };
+    let stderr = fs::read_to_string(stderr_path)
+        .with_context(|| format!("reading {}", stderr_path.display()))?;
+    Ok(PylonExit {
+        status,
+        stderr,
+        elapsed,
+    })
+}
+
+/// Numeric field of a JSON object, 0 when missing.
+fn number(value: &Value, key: &str) -> u64 {
+    value.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// The drop counters summed over every entry of `workers` (the control
+/// lcore may be one of them).
+pub fn drops(stats: &Value) -> BTreeMap<String, u64> {
+    let mut total = BTreeMap::new();
+    for worker in stats["workers"].as_array().into_iter().flatten() {
+        for (reason, count) in worker["drops"].as_object().into_iter().flatten() {
+            *total.entry(reason.clone()).or_insert(0) += count.as_u64().unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// The non-zero drop counters other than [`HARMLESS_DROPS`].
+pub fn harmful_drops(stats: &Value) -> BTreeMap<String, u64> {
+    drops(stats)
+        .into_iter()
+        .filter(|(reason, count)| *count > 0 && !HARMLESS_DROPS.contains(&reason.as_str()))
+        .collect()
+}
+
+/// A per-worker counter (`rx_packets`, `tx_packets`, `to_control`) summed
+/// over workers.
+pub fn worker_total(stats: &Value, key: &str) -> u64 {
+    stats["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|worker| number(worker, key))
+        .sum()
+}
+
+/// The `servers` entries as `address -> (active, inactive)`.
+pub fn server_conns(stats: &Value) -> BTreeMap<String, (u64, u64)> {
+    stats["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|server| {
+            let addr = server["address"].as_str().unwrap_or("?").to_owned();
+            (addr, (number(server, "active"), number(server, "inactive")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Value {
+        json!({
+            "uptime_ms": 10,
+            "workers": [
+                {"lcore": 1, "rx_packets": 10, "tx_packets": 9,
+                 "drops": {"not_ipv4": 2, "no_neighbor": 1, "fragment": 0}},
+                {"lcore": 2, "rx_packets": 5, "tx_packets": 5,
+                 "drops": {"not_ipv4": 1, "fragment": 3}},
+                {"lcore": 0, "to_control": 4}
+            ],
+            "servers": [{"service": "web", "address": "10.0.2.11", "port": 8080,
+                         "weight": 1, "active": 1, "inactive": 7}]
+        })
+    }
+
+    #[test]
+    fn drops_are_summed_over_workers() {
+        let d = drops(&sample());
+        assert_eq!(d["not_ipv4"], 3);
+        assert_eq!(d["fragment"], 3);
+        assert_eq!(d["no_neighbor"], 1);
+    }
+
+    #[test]
+    fn harmless_and_zero_drops_are_left_out() {
+        let harmful = harmful_drops(&sample());
+        assert_eq!(
+            harmful.into_iter().collect::<Vec<_>>(),
+            vec![("fragment".to_owned(), 3), ("no_neighbor".to_owned(), 1)]
+        );
+    }
+
+    #[test]
+    fn worker_totals_and_server_conns() {
+        assert_eq!(worker_total(&sample(), "rx_packets"), 15);
+        assert_eq!(worker_total(&sample(), "to_control"), 4);
+        assert_eq!(server_conns(&sample())["10.0.2.11"], (1, 7));
+    }
+
+    #[test]
+    fn generated_config_is_toml_with_the_contract_keys() {
+        let text =
+            PylonOptions::new(2, "wrr").to_toml("pylon-e2e-x-1-0", Path::new("/tmp/x/stats.json"));
+        let config: toml::Value = text.parse().expect("valid TOML");
+        assert_eq!(
+            config["eal"]["file_prefix"].as_str(),
+            Some("pylon-e2e-x-1-0")
+        );
+        assert!(config["eal"]["lcores"]
+            .as_str()
+            .unwrap()
+            .starts_with("0@0,1@"));
+        assert_eq!(config["dataplane"]["workers"].as_array().unwrap().len(), 2);
+        assert_eq!(config["services"][0]["scheduler"].as_str(), Some("wrr"));
+        let weights: Vec<i64> = config["services"][0]["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["weight"].as_integer().unwrap())
+            .collect();
+        assert_eq!(weights, vec![1, 2, 3]);
+        let (prefix, stats) = config_paths(&text).unwrap();
+        assert_eq!(prefix, "pylon-e2e-x-1-0");
+        assert_eq!(stats, Path::new("/tmp/x/stats.json"));
+    }
+
+    #[test]
+    fn lcores_put_workers_after_the_main_lcore() {
+        let one = PylonOptions::new(1, "wlc").lcores();
+        let two = PylonOptions::new(2, "wlc").lcores();
+        assert!(one == "0@0,1@1" || one == "0@0,1@0", "{one}");
+        assert!(two == "0@0,1@1,2@1" || two == "0@0,1@0,2@0", "{two}");
+    }
+}

@@ -1,0 +1,527 @@
+//! The end-to-end test network, built from network namespaces with iproute2.
+//!
+//! ```text
+//!   client ns                lb ns (pylon)               switch ns            rsN ns
+//!  +-----------+          +-----------------+          +----------+        +-------------+
+//!  | eth0      |--veth----| lbcli    lbsrv  |--veth----| swlb     |        |             |
+//!  | 10.0.1.2  |          | (no IPs: DPDK   |          |   br0    |--veth--| eth0        |
+//!  | gw .1.1   |          |  af_packet)     |          | swrs1..3 |        | 10.0.2.1N   |
+//!  +-----------+          +-----------------+          +----------+        | gw 10.0.2.1 |
+//!                                                                          +-------------+
+//! ```
+//!
+//! Every namespace is named `<prefix>-<pid>-<n>-<role>` so that concurrent
+//! runs never collide and leftovers of a crashed run can be found
+//! ([`cleanup_stale`]). Interfaces are created directly inside their
+//! namespaces, so their short fixed names never clash either. The kernel in
+//! the lb namespace stays silent (no addresses, IPv6 off): every frame there
+//! is for pylon. IPv6 is off everywhere, and the client and server ends have
+//! TX checksum offload off, because a veth with it on hands af_packet readers
+//! TCP segments whose checksum holds only the pseudo-header sum.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+
+use crate::client::ClientResult;
+use crate::process::{self, detach_child, ip, ns_command, run_checked, ScratchDir};
+use crate::pylon::{PylonOptions, PylonProcess};
+
+/// The client's address; pylon's client-side port is [`LB_CLIENT_ADDR`].
+pub const CLIENT_ADDR: &str = "10.0.1.2";
+/// Pylon's address (with prefix length) on the client-side port.
+pub const LB_CLIENT_ADDR: &str = "10.0.1.1/24";
+/// Pylon's address (with prefix length) on the server-side port.
+pub const LB_SERVER_ADDR: &str = "10.0.2.1/24";
+/// The virtual service address.
+pub const VIP: &str = "10.0.1.100";
+/// The virtual service port.
+pub const VIP_PORT: u16 = 80;
+/// The real servers' addresses, `rs1`, `rs2`, `rs3`.
+pub const SERVER_ADDRS: [&str; 3] = ["10.0.2.11", "10.0.2.12", "10.0.2.13"];
+/// The port the real servers' HTTP servers listen on.
+pub const HTTP_PORT: u16 = 8080;
+/// The client's interface, in the client namespace.
+pub const CLIENT_IF: &str = "eth0";
+/// Each real server's interface, in its namespace.
+pub const SERVER_IF: &str = "eth0";
+/// Pylon's client-side interface, in the lb namespace.
+pub const LB_CLIENT_IF: &str = "lbcli";
+/// Pylon's server-side interface, in the lb namespace.
+pub const LB_SERVER_IF: &str = "lbsrv";
+
+/// The VIP's URL, `http://10.0.1.100/`.
+pub fn vip_url() -> String {
+    format!("http://{VIP}:{VIP_PORT}/")
+}
+
+const HTTPD_PY: &str = include_str!("../scripts/httpd.py");
+const CLIENT_PY: &str = include_str!("../scripts/client.py");
+const INJECT_PY: &str = include_str!("../scripts/inject.py");
+
+/// How long a started HTTP server may take to bind.
+const HTTPD_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Overall time budget of one `run_client` call (requests not sent by then
+/// count as failed).
+const CLIENT_DEADLINE_S: u32 = 45;
+
+/// One real server of the topology.
+#[derive(Debug, Clone)]
+pub struct RealServer {
+    /// `rs1`, `rs2`, `rs3`: also the body its HTTP server answers with.
+    pub name: String,
+    /// Its network namespace.
+    pub ns: String,
+    /// Its address, e.g. `10.0.2.11`.
+    pub addr: &'static str,
+}
+
+/// The namespaces, veths and bridge of one test, and every process started
+/// in them. Dropping it kills those processes and deletes the namespaces
+/// (which destroys the veths), also while a failing test unwinds.
+pub struct Topology {
+    id: String,
+    client_ns: String,
+    lb_ns: String,
+    switch_ns: String,
+    servers: Vec<RealServer>,
+    http_servers: Vec<Child>,
+    created: Vec<String>,
+    // Last: removed after the namespaces and processes that use it.
+    scratch: ScratchDir,
+}
+
+impl Topology {
+    /// Builds the topology with namespaces named `<prefix>-<pid>-<n>-*`,
+    /// after removing the leftovers of earlier crashed runs with the same
+    /// prefix. `prefix` must be short, alphanumeric, and not contain `-`.
+    pub fn new(prefix: &str) -> Result<Topology> {
+        process::require_root()?;
+        ensure!(
+            !prefix.is_empty()
+                && prefix.len() <= 12
+                && prefix.chars().all(|c| c.is_ascii_alphanumeric()),
+            "topology prefix {prefix:?} must be 1-12 ASCII letters or digits"
+        );
+        cleanup_stale(prefix)?;
+        let id = process::unique_id(prefix);
+        let scratch = ScratchDir::new(&id)?;
+        let servers = SERVER_ADDRS
+            .iter()
+            .enumerate()
+            .map(|(i, &addr)| RealServer {
+                name: format!("rs{}", i + 1),
+                ns: format!("{id}-rs{}", i + 1),
+                addr,
+            })
+            .collect();
+        let mut topo = Topology {
+            client_ns: format!("{id}-client"),
+            lb_ns: format!("{id}-lb"),
+            switch_ns: format!("{id}-switch"),
+            id,
+            servers,
+            scratch,
+            http_servers: Vec::new(),
+            created: Vec::new(),
+        };
+        // On error the half-built topology is dropped, which removes it.
+        topo.build()?;
+        Ok(topo)
+    }
+
+    fn build(&mut self) -> Result<()> {
+        let mut all = vec![
+            self.client_ns.clone(),
+            self.lb_ns.clone(),
+            self.switch_ns.clone(),
+        ];
+        all.extend(self.servers.iter().map(|s| s.ns.clone()));
+        for ns in &all {
+            ip(&["netns", "add", ns])?;
+            self.created.push(ns.clone());
+            self.quiet_namespace(ns)?;
+        }
+        let (client, lb, switch) = (&self.client_ns, &self.lb_ns, &self.switch_ns);
+
+        // Client <-> lb.
+        ip(&[
+            "-n",
+            client,
+            "link",
+            "add",
+            "name",
+            CLIENT_IF,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            LB_CLIENT_IF,
+            "netns",
+            lb,
+        ])?;
+        // lb <-> switch, and the switch's bridge.
+        ip(&[
+            "-n",
+            lb,
+            "link",
+            "add",
+            "name",
+            LB_SERVER_IF,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "swlb",
+            "netns",
+            switch,
+        ])?;
+        ip(&[
+            "-n",
+            switch,
+            "link",
+            "add",
+            "name",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ])?;
+        ip(&["-n", switch, "link", "set", "swlb", "master", "br0", "up"])?;
+        ip(&["-n", switch, "link", "set", "br0", "up"])?;
+        for server in &self.servers {
+            let sw_if = format!("sw{}", server.name);
+            ip(&[
+                "-n", &server.ns, "link", "add", "name", SERVER_IF, "type", "veth", "peer", "name",
+                &sw_if, "netns", switch,
+            ])?;
+            ip(&["-n", switch, "link", "set", &sw_if, "master", "br0", "up"])?;
+        }
+
+        // lb: the ports are up, with no addresses.
+        ip(&["-n", lb, "link", "set", LB_CLIENT_IF, "up"])?;
+        ip(&["-n", lb, "link", "set", LB_SERVER_IF, "up"])?;
+
+        let lb_client_gw = strip_prefix_len(LB_CLIENT_ADDR);
+        let lb_server_gw = strip_prefix_len(LB_SERVER_ADDR);
+        self.host_interface(
+            client,
+            CLIENT_IF,
+            &format!("{CLIENT_ADDR}/24"),
+            lb_client_gw,
+        )?;
+        for server in &self.servers {
+            self.host_interface(
+                &server.ns,
+                SERVER_IF,
+                &format!("{}/24", server.addr),
+                lb_server_gw,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Loopback up, IPv6 off (no router solicitations, MLD or DAD on the
+    /// wire), for every namespace before its interfaces exist, so that they
+    /// inherit the defaults.
+    fn quiet_namespace(&self, ns: &str) -> Result<()> {
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        for key in [
+            "net.ipv6.conf.all.disable_ipv6",
+            "net.ipv6.conf.default.disable_ipv6",
+        ] {
+            run_checked(ns_command(ns, "sysctl").args(["-q", "-w", &format!("{key}=1")]))?;
+        }
+        Ok(())
+    }
+
+    /// An address, a default route and checksum offload off on a host end.
+    fn host_interface(&self, ns: &str, iface: &str, addr: &str, gateway: &str) -> Result<()> {
+        ip(&["-n", ns, "addr", "add", addr, "dev", iface])?;
+        ip(&["-n", ns, "link", "set", iface, "up"])?;
+        ip(&[
+            "-n", ns, "route", "add", "default", "via", gateway, "dev", iface,
+        ])?;
+        run_checked(ns_command(ns, "ethtool").args(["-K", iface, "tx", "off"]))?;
+        Ok(())
+    }
+
+    /// The unique id, `<prefix>-<pid>-<n>`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The client's namespace.
+    pub fn client_ns(&self) -> &str {
+        &self.client_ns
+    }
+
+    /// The namespace pylon runs in.
+    pub fn lb_ns(&self) -> &str {
+        &self.lb_ns
+    }
+
+    /// The namespace of the bridge joining pylon and the real servers.
+    pub fn switch_ns(&self) -> &str {
+        &self.switch_ns
+    }
+
+    /// The real servers, `rs1`..`rs3`.
+    pub fn servers(&self) -> &[RealServer] {
+        &self.servers
+    }
+
+    /// This topology's scratch directory (`$TMPDIR/<id>`): configs, logs,
+    /// the stats file and the scripts. Removed on drop.
+    pub fn dir(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// The DPDK file prefix for a pylon in this topology.
+    pub fn file_prefix(&self) -> String {
+        crate::pylon::file_prefix_for(&self.id)
+    }
+
+    /// The MAC address of an interface of the lb namespace (the address
+    /// pylon's af_packet port uses).
+    pub fn lb_mac(&self, iface: &str) -> Result<String> {
+        let out = run_checked(
+            ns_command(&self.lb_ns, "cat").arg(format!("/sys/class/net/{iface}/address")),
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Runs a program inside a namespace of this topology and waits for it.
+    pub fn exec(&self, ns: &str, program: &str, args: &[&str]) -> Result<Output> {
+        run_checked(ns_command(ns, program).args(args))
+    }
+
+    fn script(&self, name: &str, text: &str) -> Result<PathBuf> {
+        let path = self.scratch.path().join(name);
+        if !path.exists() {
+            fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(path)
+    }
+
+    /// Starts the HTTP server of every real server (port 8080, body = its
+    /// name) and waits until each is listening.
+    pub fn start_http_servers(&mut self) -> Result<()> {
+        ensure!(self.http_servers.is_empty(), "the HTTP servers already run");
+        let script = self.script("httpd.py", HTTPD_PY)?;
+        for server in self.servers.clone() {
+            let ready = self.scratch.path().join(format!("{}.ready", server.name));
+            let log = self.scratch.path().join(format!("{}.log", server.name));
+            let log_file =
+                fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+            let mut cmd = ns_command(&server.ns, python());
+            cmd.arg(&script)
+                .args(["--name", &server.name, "--port", &HTTP_PORT.to_string()])
+                .arg("--status-file")
+                .arg(self.status_file(&server.name))
+                .arg("--ready-file")
+                .arg(&ready)
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone()?)
+                .stderr(log_file);
+            let child = detach_child(&mut cmd)
+                .spawn()
+                .with_context(|| format!("starting the HTTP server of {}", server.name))?;
+            self.http_servers.push(child);
+            let child = self.http_servers.last_mut().expect("just pushed");
+            process::wait_for(HTTPD_READY_TIMEOUT, || {
+                if ready.exists() {
+                    return Ok(Some(()));
+                }
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "the HTTP server of {} exited ({status}): {}",
+                        server.name,
+                        fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                Ok(None)
+            })
+            .with_context(|| format!("waiting for the HTTP server of {} to listen", server.name))?;
+        }
+        Ok(())
+    }
+
+    fn status_file(&self, server: &str) -> PathBuf {
+        self.scratch.path().join(format!("{server}.status"))
+    }
+
+    /// Makes real server `index` (0 = rs1) answer with `status` from now on.
+    pub fn set_http_status(&self, index: usize, status: u16) -> Result<()> {
+        let server = self.servers.get(index).context("no such real server")?;
+        let path = self.status_file(&server.name);
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, format!("{status}\n"))?;
+        fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    /// The TOML configuration of a pylon that serves this topology.
+    pub fn pylon_config(&self, options: &PylonOptions) -> String {
+        options.to_toml(&self.file_prefix(), &self.scratch.path().join("stats.json"))
+    }
+
+    /// Starts `pylon --config <file with config_text>` in the lb namespace
+    /// and waits until it has written its stats file. See [`PylonProcess`].
+    pub fn run_pylon(&self, config_text: &str) -> Result<PylonProcess> {
+        PylonProcess::start(Some(&self.lb_ns), self.scratch.path(), config_text)
+    }
+
+    /// Runs `client.py` in the client namespace: `n_requests` sequential
+    /// HTTP/1.1 GETs of `url`, each on a new connection with a 2 s timeout.
+    pub fn run_client(&self, n_requests: usize, url: &str) -> Result<ClientResult> {
+        let script = self.script("client.py", CLIENT_PY)?;
+        let out = run_checked(
+            ns_command(&self.client_ns, python())
+                .arg(&script)
+                .args([
+                    "--count",
+                    &n_requests.to_string(),
+                    "--url",
+                    url,
+                    "--timeout",
+                    "2",
+                ])
+                .args(["--deadline", &CLIENT_DEADLINE_S.to_string()]),
+        )?;
+        ClientResult::parse(&out.stdout)
+    }
+
+    /// Runs `inject.py` in the client namespace: `count` crafted bad frames
+    /// of each kind, sent to pylon's client-side MAC and aimed at the VIP.
+    /// Returns the script's summary, `{"sent": {kind: n}, "frames": n}`.
+    pub fn inject_bad_frames(&self, count: usize) -> Result<Value> {
+        let script = self.script("inject.py", INJECT_PY)?;
+        let mac = self.lb_mac(LB_CLIENT_IF)?;
+        let out = run_checked(
+            ns_command(&self.client_ns, python())
+                .arg(&script)
+                .args([
+                    "--iface",
+                    CLIENT_IF,
+                    "--dst-mac",
+                    &mac,
+                    "--src-ip",
+                    CLIENT_ADDR,
+                    "--dst-ip",
+                    VIP,
+                ])
+                .args([
+                    "--dst-port",
+                    &VIP_PORT.to_string(),
+                    "--count",
+                    &count.to_string(),
+                ]),
+        )?;
+        serde_json::from_slice(&out.stdout).context("inject.py printed no JSON")
+    }
+
+    /// The TCP listeners of every real server namespace, for diagnostics.
+    pub fn listeners(&self) -> BTreeMap<String, String> {
+        self.servers
+            .iter()
+            .map(|s| {
+                let out = self
+                    .exec(&s.ns, "ss", &["-ltn"])
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_else(|e| format!("{e:#}"));
+                (s.name.clone(), out)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for child in &mut self.http_servers {
+            if let Err(e) = process::terminate(child, Duration::from_secs(2)) {
+                eprintln!("topology {}: stopping an HTTP server: {e:#}", self.id);
+            }
+        }
+        for ns in self.created.iter().rev() {
+            if let Err(e) = remove_namespace(ns) {
+                eprintln!("topology {}: {e:#}", self.id);
+            }
+        }
+    }
+}
+
+/// The Python interpreter: `$PYTHON`, else `python3` from `PATH`.
+pub fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+fn strip_prefix_len(cidr: &str) -> &str {
+    cidr.split('/').next().unwrap_or(cidr)
+}
+
+/// Kills every process still inside `ns`, then deletes it.
+fn remove_namespace(ns: &str) -> Result<()> {
+    let pids = Command::new("ip").args(["netns", "pids", ns]).output()?;
+    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        if let Ok(pid) = pid.parse::<u32>() {
+            // The process may have exited in the meantime.
+            let _ = process::send_signal(pid, libc::SIGKILL);
+        }
+    }
+    ip(&["netns", "del", ns]).with_context(|| format!("deleting namespace {ns}"))
+}
+
+/// Removes what an earlier run with the same `prefix` left behind when it
+/// died without cleaning up: its namespaces (and the processes and veths in
+/// them), scratch directory and DPDK runtime directory. Only runs whose
+/// process is gone are touched, so concurrent runs are safe. Returns the
+/// namespaces it removed.
+pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>> {
+    let me = std::process::id();
+    let stale_id = |name: &str| -> Option<String> {
+        let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
+        let mut parts = rest.splitn(3, '-');
+        let pid: u32 = parts.next()?.parse().ok()?;
+        let n: u32 = parts.next()?.parse().ok()?;
+        (pid != me && !process::pid_alive(pid)).then(|| format!("{prefix}-{pid}-{n}"))
+    };
+
+    let list = run_checked(Command::new("ip").args(["netns", "list"]))?;
+    let mut removed = Vec::new();
+    let mut ids = Vec::new();
+    for name in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+    {
+        if let Some(id) = stale_id(name) {
+            remove_namespace(name)?;
+            removed.push(name.to_owned());
+            ids.push(id);
+        }
+    }
+    for entry in fs::read_dir(std::env::temp_dir())?.flatten() {
+        if let Some(id) = entry.file_name().to_str().and_then(stale_id) {
+            ids.push(id);
+        }
+    }
+    for id in ids {
+        for dir in [
+            std::env::temp_dir().join(&id),
+            crate::pylon::dpdk_runtime_dir(&crate::pylon::file_prefix_for(&id)),
+        ] {
+            if dir.exists() {
+                fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+        }
+    }
+    Ok(removed)
+}
