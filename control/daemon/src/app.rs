@@ -1,0 +1,469 @@
+//! Start-up, the control lcore's loop and shutdown of the daemon.
+
+use crate::neighbors::NeighborManager;
+use crate::slowpath::{self, Outcome, SlowCounters, ARP_FRAME_LEN};
+use crate::stats::{self, StatsView};
+use pylon_config::{Config, Protocol, Scheduler as SchedKind};
+use pylon_conntrack::{Table, Timeouts};
+use pylon_dataplane::counters::WorkerCounters;
+use pylon_dataplane::forward::{release, Forwarder};
+use pylon_dataplane::shared::Shared;
+use pylon_dataplane::snapshot::{PortInfo, Server, Service, Snapshot};
+use pylon_dataplane::worker::{ControlRing, IdleBackoff, Worker};
+use pylon_dpdk::{Eal, Mbuf, Mempool, Port, PortConf};
+use pylon_sched::Kind;
+use pylon_wire::frame::{PROTO_TCP, PROTO_UDP};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Frames the control lcore takes from the ring per round, so a flood of
+/// ARP cannot starve its timers.
+const SLOW_PATH_BUDGET: usize = 256;
+/// Capacity of the worker-to-control ring.
+const CONTROL_RING: usize = 4096;
+/// Period of connection reclamation and neighbor maintenance.
+const TICK_MS: u32 = 100;
+/// Connection-table sweeps per second: each tick scans this fraction.
+const SWEEPS_PER_SECOND: u32 = 1;
+/// Per-server counter slots: room for servers added at runtime later.
+const MIN_SERVER_SLOTS: usize = 4096;
+/// mbuf data room: a 1500-byte frame plus the standard headroom.
+const MBUF_DATA_ROOM: u16 = 2048 + 128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("DPDK: {0}")]
+    Dpdk(#[from] pylon_dpdk::Error),
+    #[error("connection table: {0}")]
+    Conntrack(#[from] pylon_conntrack::Error),
+    #[error("port {port}: {problem}")]
+    Port { port: String, problem: String },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Removes the EAL runtime directory when dropped: EAL leaves its config,
+/// memory-segment files and sockets there even after rte_eal_cleanup.
+struct RuntimeDir(PathBuf);
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&self.0) {
+                warn!("could not remove {}: {e}", self.0.display());
+            }
+        }
+    }
+}
+
+/// Stops and joins the worker lcores when dropped, so every exit path
+/// (including a failed start-up) leaves no lcore running.
+struct Lcores {
+    lcores: Vec<u32>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Lcores {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for &l in &self.lcores {
+            pylon_dpdk::wait_lcore(l);
+        }
+    }
+}
+
+/// Stops and closes the ports when dropped (before the mempool goes).
+struct Ports(Vec<(String, Port)>);
+
+impl Drop for Ports {
+    fn drop(&mut self) {
+        for (name, p) in &self.0 {
+            if let Err(e) = p.stop() {
+                warn!("port {name}: stop: {e}");
+            }
+            if let Err(e) = p.close() {
+                warn!("port {name}: close: {e}");
+            }
+        }
+    }
+}
+
+/// af_packet creates its queue pairs when the device is probed and spreads
+/// received frames over all of them (PACKET_FANOUT), so the pair count must
+/// match what the daemon polls: one per worker plus the control lcore's.
+fn af_packet_qpairs(args: &mut [String], qpairs: usize) -> Result<(), Error> {
+    let mut vdev = false;
+    for a in args.iter_mut() {
+        if vdev && a.starts_with("net_af_packet") {
+            match a.split(',').find_map(|kv| kv.strip_prefix("qpairs=")) {
+                Some(q) if q != qpairs.to_string() => {
+                    return Err(Error::Setup(format!(
+                        "{a}: qpairs={q}, but {qpairs} are needed (workers + 1 for the control lcore); leave qpairs out"
+                    )))
+                }
+                Some(_) => {}
+                None => a.push_str(&format!(",qpairs={qpairs}")),
+            }
+        }
+        vdev = a == "--vdev";
+    }
+    Ok(())
+}
+
+fn kind(s: SchedKind) -> Kind {
+    match s {
+        SchedKind::Rr => Kind::Rr,
+        SchedKind::Wrr => Kind::Wrr,
+        SchedKind::Lc => Kind::Lc,
+        SchedKind::Wlc => Kind::Wlc,
+    }
+}
+
+/// Builds the first published snapshot from the validated config.
+fn snapshot(cfg: &Config, ports: Vec<PortInfo>) -> Result<Snapshot, Error> {
+    let mut next_id: u16 = 0;
+    let mut services = Vec::new();
+    for svc in &cfg.services {
+        let mut servers = Vec::new();
+        for s in &svc.servers {
+            servers.push(Server {
+                id: next_id,
+                addr: u32::from(s.address),
+                port: s.port,
+                weight: u32::from(s.weight),
+            });
+            next_id = next_id
+                .checked_add(1)
+                .ok_or_else(|| Error::Setup("more than 65535 real servers".into()))?;
+        }
+        services.push(Service {
+            name: svc.name.clone(),
+            vip: u32::from(svc.vip),
+            port: svc.port,
+            proto: match svc.protocol {
+                Protocol::Tcp => PROTO_TCP,
+                Protocol::Udp => PROTO_UDP,
+            },
+            scheduler: kind(svc.scheduler),
+            servers,
+        });
+    }
+    Ok(Snapshot::new(1, ports, services))
+}
+
+fn timeouts(cfg: &Config) -> Timeouts {
+    let t = &cfg.timeouts;
+    let ms = |s: u32| s.saturating_mul(1000);
+    Timeouts {
+        tcp_established: ms(t.tcp_established),
+        tcp_syn: ms(t.tcp_syn),
+        tcp_fin_wait: ms(t.tcp_fin_wait),
+        tcp_close_wait: ms(t.tcp_close_wait),
+        tcp_last_ack: ms(t.tcp_last_ack),
+        tcp_time_wait: ms(t.tcp_time_wait),
+        tcp_close: ms(t.tcp_close),
+        udp: ms(t.udp),
+    }
+}
+
+/// Runs the appliance until SIGINT/SIGTERM.
+pub fn run(cfg: &Config) -> Result<(), Error> {
+    let nworkers = cfg.dataplane.workers.len();
+    let queues = u16::try_from(nworkers + 1).map_err(|_| Error::Setup("too many workers".into()))?;
+    let mut args = cfg.eal_args("pylon");
+    af_packet_qpairs(&mut args, nworkers + 1)?;
+
+    // Declared first so it is dropped last, after EAL cleanup.
+    let _runtime = RuntimeDir(PathBuf::from("/var/run/dpdk").join(&cfg.eal.file_prefix));
+    info!(?args, "initialising EAL");
+    let _eal = Eal::init(&args)?;
+    let pool = Mempool::new("pylon_mbufs", cfg.eal.mbufs, cfg.eal.mbuf_cache, MBUF_DATA_ROOM)?;
+
+    let mut ports = Ports(Vec::new());
+    let mut infos = Vec::new();
+    let mut spare_rx = Vec::new();
+    for p in &cfg.ports {
+        let port = Port::by_name(p.dpdk_name())?;
+        let dev = port.info()?;
+        // See af_packet_qpairs: the control lcore polls the extra queue.
+        let spare = dev.driver_name == "net_af_packet";
+        let conf = PortConf {
+            rx_queues: if spare { queues } else { queues - 1 },
+            tx_queues: queues,
+            rx_desc: cfg.dataplane.rx_desc,
+            tx_desc: cfg.dataplane.tx_desc,
+            rss: nworkers > 1,
+        };
+        port.configure(&conf, &pool)?;
+        port.start()?;
+        let mac = port.mac()?;
+        info!(port = %p.name, driver = %dev.driver_name, mac = ?mac, "port started");
+        infos.push(PortInfo {
+            name: p.name.clone(),
+            mac,
+            addr: u32::from(p.address.addr()),
+            mask: u32::from(p.address.netmask()),
+            gateway: p.gateway.map(u32::from),
+        });
+        spare_rx.push(spare);
+        ports.0.push((p.name.clone(), port));
+    }
+
+    let table = Table::new(cfg.dataplane.conn_capacity, timeouts(cfg))?;
+    let nservers: usize = cfg.services.iter().map(|s| s.servers.len()).sum();
+    let shared = Arc::new(Shared::new(
+        snapshot(cfg, infos)?,
+        table,
+        nservers.max(MIN_SERVER_SLOTS),
+    ));
+    info!(
+        capacity = shared.conns.capacity(),
+        bytes_per_conn = shared.conns.memory_bytes() as f64 / f64::from(shared.conns.capacity()),
+        "connection table ready"
+    );
+
+    let ring = Arc::new(ControlRing::new(CONTROL_RING));
+    let stop = Arc::new(AtomicBool::new(false));
+    let idle = IdleBackoff {
+        polls: cfg.dataplane.idle_polls,
+        sleep: Duration::from_micros(u64::from(cfg.dataplane.idle_sleep_us)),
+    };
+    let burst = usize::from(cfg.dataplane.burst);
+    let mut lcores = Lcores { lcores: Vec::new(), stop: Arc::clone(&stop) };
+    let mut worker_counters = Vec::new();
+    for (q, &lcore) in cfg.dataplane.workers.iter().enumerate() {
+        let q = q as u16;
+        let counters = Arc::new(WorkerCounters::default());
+        let worker = Worker::new(
+            Forwarder::new(Arc::clone(&shared)),
+            Arc::clone(&counters),
+            ports.0.iter().map(|(_, p)| Some(p.rx_queue(q))).collect(),
+            ports.0.iter().map(|(_, p)| p.tx_queue(q)).collect(),
+            burst,
+            Arc::clone(&ring),
+            idle,
+        );
+        let stop = Arc::clone(&stop);
+        pylon_dpdk::launch(lcore, move || {
+            worker.run(&stop);
+            0
+        })?;
+        lcores.lcores.push(lcore);
+        worker_counters.push((lcore, counters));
+    }
+    info!(workers = ?cfg.dataplane.workers, "workers running");
+
+    let ctl_q = queues - 1;
+    let ctl_counters = Arc::new(WorkerCounters::default());
+    let ctl_worker = Worker::new(
+        Forwarder::new(Arc::clone(&shared)),
+        Arc::clone(&ctl_counters),
+        ports
+            .0
+            .iter()
+            .zip(&spare_rx)
+            .map(|((_, p), &spare)| spare.then(|| p.rx_queue(ctl_q)))
+            .collect(),
+        ports.0.iter().map(|(_, p)| p.tx_queue(ctl_q)).collect(),
+        burst,
+        Arc::clone(&ring),
+        idle,
+    );
+    worker_counters.push((cfg.eal.main_lcore, ctl_counters));
+
+    let mut control = Control {
+        cfg,
+        shared: &shared,
+        pool: &pool,
+        ring: &ring,
+        worker: ctl_worker,
+        nm: NeighborManager::new(
+            cfg.neighbors.refresh.saturating_mul(1000),
+            cfg.neighbors.expiry.saturating_mul(1000),
+        ),
+        slow: SlowCounters::default(),
+        ports: &ports.0,
+        worker_counters: &worker_counters,
+    };
+    control.want_next_hops();
+    let result = control.run(&stop);
+
+    drop(lcores);
+    drop(control);
+    while let Some(left) = ring.pop() {
+        drop(left);
+    }
+    drop(ports);
+    drop(pool);
+    info!("stopped");
+    result
+}
+
+struct Control<'a> {
+    cfg: &'a Config,
+    shared: &'a Arc<Shared>,
+    pool: &'a Mempool,
+    ring: &'a ControlRing,
+    worker: Worker,
+    nm: NeighborManager,
+    slow: SlowCounters,
+    ports: &'a [(String, Port)],
+    worker_counters: &'a [(u32, Arc<WorkerCounters>)],
+}
+
+impl Control<'_> {
+    /// Real servers and gateways are resolved before the first packet.
+    fn want_next_hops(&mut self) {
+        for svc in &self.cfg.services {
+            for s in &svc.servers {
+                if let Some((port, hop)) = self.cfg.port_for(s.address) {
+                    self.nm.want(u32::from(hop), port);
+                }
+            }
+        }
+        for (i, p) in self.cfg.ports.iter().enumerate() {
+            if let Some(g) = p.gateway {
+                self.nm.want(u32::from(g), i);
+            }
+        }
+    }
+
+    /// The control loop: slow path, spare RX queues, neighbor requests,
+    /// timers and stats dumps, until SIGINT/SIGTERM.
+    fn run(&mut self, stop: &Arc<AtomicBool>) -> Result<(), Error> {
+        use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+        let dump = Arc::new(AtomicBool::new(false));
+        let register = |sig, flag: &Arc<AtomicBool>| {
+            signal_hook::flag::register(sig, Arc::clone(flag))
+                .map_err(|e| Error::Setup(format!("signal handler: {e}")))
+        };
+        register(SIGINT, stop)?;
+        register(SIGTERM, stop)?;
+        register(SIGUSR1, &dump)?;
+        // The first dump tells supervisors and tests the dataplane is up.
+        self.write_stats();
+        let mut last_tick: Option<u32> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let now = self.shared.clock.now_ms();
+            let mut work = self.slow_path(now);
+            work += self.worker.poll_once();
+            self.take_requests(now);
+            if last_tick.is_none_or(|t| now.wrapping_sub(t) >= TICK_MS) {
+                self.tick(now);
+                last_tick = Some(now);
+            }
+            if let Some(map) = self.nm.take_map() {
+                self.shared.neighbors.publish(map);
+            }
+            if dump.swap(false, Ordering::Relaxed) {
+                self.write_stats();
+            }
+            self.worker.back_off(work);
+        }
+        self.worker.flush();
+        self.write_stats();
+        Ok(())
+    }
+
+    /// Handles up to [`SLOW_PATH_BUDGET`] frames from the workers.
+    fn slow_path(&mut self, now: u32) -> usize {
+        let snap = self.shared.snapshot.load();
+        let neigh = self.shared.neighbors.load();
+        let mut n = 0;
+        while n < SLOW_PATH_BUDGET {
+            let Some(mut item) = self.ring.pop() else { break };
+            n += 1;
+            let outcome = slowpath::handle(
+                &mut self.slow,
+                &snap,
+                self.shared,
+                &neigh,
+                &mut self.nm,
+                now,
+                item.mbuf.data_mut(),
+                item.port,
+            );
+            if let Outcome::Send(port) = outcome {
+                self.worker.send(port, item.mbuf);
+            }
+        }
+        n
+    }
+
+    /// Next hops the workers could not find.
+    fn take_requests(&mut self, now: u32) {
+        let snap = self.shared.snapshot.load();
+        while let Some(ip) = self.shared.neighbors.take_request() {
+            if let Some((port, _)) = snap.route(ip) {
+                self.nm.request(ip, port, now);
+            }
+        }
+    }
+
+    /// Periodic work: connection expiry and ARP probes.
+    fn tick(&mut self, now: u32) {
+        let conns = &self.shared.conns;
+        let per_tick = (conns.capacity() / (1000 / TICK_MS) * SWEEPS_PER_SECOND).max(1);
+        let servers = &self.shared.servers;
+        conns.reclaim(now, per_tick, |c| release(servers, c));
+        let snap = self.shared.snapshot.load();
+        for probe in self.nm.tick(now) {
+            let Some(info) = snap.ports.get(probe.port) else { continue };
+            let Some(mut m) = Mbuf::alloc(self.pool) else {
+                warn!("mempool exhausted: ARP probe for {} not sent", std::net::Ipv4Addr::from(probe.ip));
+                continue;
+            };
+            if !m.set_len(ARP_FRAME_LEN as u16) {
+                continue;
+            }
+            slowpath::arp_request(m.data_mut(), info, probe.ip);
+            self.worker.send(probe.port, m);
+            self.slow.arp_requests_sent += 1;
+        }
+    }
+
+    fn write_stats(&self) {
+        let workers: Vec<(u32, &WorkerCounters)> =
+            self.worker_counters.iter().map(|(l, c)| (*l, c.as_ref())).collect();
+        let ports: Vec<(String, &Port)> = self.ports.iter().map(|(n, p)| (n.clone(), p)).collect();
+        let doc = stats::to_json(&StatsView {
+            shared: self.shared,
+            workers: &workers,
+            slow: &self.slow,
+            ports: &ports,
+            neighbors_resolved: self.nm.resolved(),
+        });
+        if let Err(e) = stats::write(&self.cfg.control.stats_file, &doc) {
+            warn!("stats file {}: {e}", self.cfg.control.stats_file.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn qpairs_added_to_af_packet_vdevs_only() {
+        let mut a = args(&["pylon", "--vdev", "net_af_packet0,iface=x", "--vdev", "net_ring0"]);
+        af_packet_qpairs(&mut a, 3).unwrap();
+        assert_eq!(a[2], "net_af_packet0,iface=x,qpairs=3");
+        assert_eq!(a[4], "net_ring0");
+    }
+
+    #[test]
+    fn conflicting_qpairs_rejected() {
+        let mut a = args(&["pylon", "--vdev", "net_af_packet0,iface=x,qpairs=2"]);
+        assert!(af_packet_qpairs(&mut a, 3).is_err());
+        let mut a = args(&["pylon", "--vdev", "net_af_packet0,iface=x,qpairs=3"]);
+        af_packet_qpairs(&mut a, 3).unwrap();
+        assert_eq!(a[2], "net_af_packet0,iface=x,qpairs=3");
+    }
+}

@@ -1,0 +1,7 @@
+//! The control lcore of the Pylon appliance: ARP responder and resolver,
+//! ICMP, timers and stats, plus start-up and shutdown of the dataplane.
+
+pub mod app;
+pub mod neighbors;
+pub mod slowpath;
+pub mod stats;

@@ -1,0 +1,264 @@
+//! The per-packet decision: parse, classify, track, rewrite, pick the
+//! output port and MACs. Pure: it works on a byte slice, so it is tested
+//! with exact frames in and out, without DPDK.
+
+use crate::counters::DropReason;
+use crate::neighbor::NeighborMap;
+use crate::shared::Shared;
+use crate::snapshot::{Service, Snapshot};
+use pylon_conntrack::{is_active, ConnInfo, ConnRef, Dir, State, TcpFlags};
+use pylon_sched::{Candidate, Scheduler};
+use pylon_wire::ethernet;
+use pylon_wire::frame::{tcp_flags, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use pylon_wire::rewrite::{decrement_ttl, set_endpoint, End};
+use pylon_wire::{parse, Frame, Ipv4Summary, ParseError};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// What to do with a frame after [`Forwarder::process`] has rewritten it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit on this port index.
+    Forward(usize),
+    /// Hand to the control lcore (ARP, ICMP for us, other local traffic).
+    Control,
+    Drop(DropReason),
+}
+
+/// ICMP types that quote an offending datagram (RFC 792): destination
+/// unreachable, time exceeded, parameter problem.
+pub fn is_icmp_error(icmp_type: u8) -> bool {
+    matches!(icmp_type, 3 | 11 | 12)
+}
+
+/// One worker's forwarding state: shared tables plus worker-local
+/// scheduler instances (rr/wrr positions need no atomics this way).
+pub struct Forwarder {
+    shared: Arc<Shared>,
+    scheds: Vec<Scheduler>,
+    generation: Option<u64>,
+}
+
+impl Forwarder {
+    pub fn new(shared: Arc<Shared>) -> Forwarder {
+        Forwarder { shared, scheds: Vec::new(), generation: None }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Rebuilds scheduler state after a new snapshot was published; called
+    /// once per burst, allocates only when the generation changed.
+    pub fn sync(&mut self, snap: &Snapshot) {
+        if self.generation == Some(snap.generation) {
+            return;
+        }
+        self.scheds = snap
+            .services
+            .iter()
+            .map(|svc| {
+                let servers = svc
+                    .servers
+                    .iter()
+                    .map(|s| Candidate { id: s.id, weight: s.weight })
+                    .collect();
+                Scheduler::new(svc.scheduler, servers)
+            })
+            .collect();
+        self.generation = Some(snap.generation);
+    }
+
+    /// Decides the fate of one frame, rewriting it in place when forwarded.
+    pub fn process(
+        &mut self,
+        snap: &Snapshot,
+        neigh: &NeighborMap,
+        now: u32,
+        frame: &mut [u8],
+        in_port: usize,
+    ) -> Verdict {
+        let mut s = match parse(frame) {
+            Ok(Frame::Ipv4(s)) => s,
+            Ok(Frame::Arp { .. }) => return Verdict::Control,
+            Ok(Frame::Other { .. }) => return Verdict::Drop(DropReason::NotIpv4),
+            Err(e) => return Verdict::Drop(parse_drop(e)),
+        };
+        let Some(port) = snap.ports.get(in_port) else {
+            return Verdict::Drop(DropReason::OtherHost);
+        };
+        let dst_mac = ethernet::dst(frame);
+        if dst_mac != port.mac && !ethernet::is_group(dst_mac) {
+            return Verdict::Drop(DropReason::OtherHost);
+        }
+        if s.proto != PROTO_TCP && s.proto != PROTO_UDP {
+            return classify_other(snap, &s);
+        }
+        if s.proto == PROTO_TCP && !tcp_flags_sane(s.tcp_flags) {
+            return Verdict::Drop(DropReason::BadTcpFlags);
+        }
+        if let Some((idx, svc)) = snap.service(s.dst, s.dport, s.proto) {
+            if s.ttl <= 1 {
+                return Verdict::Drop(DropReason::TtlExpired);
+            }
+            return match self.track_original(idx, svc, &s, now) {
+                Ok(conn) => {
+                    set_endpoint(frame, &mut s, End::Destination, conn.rip, conn.rport);
+                    route_out(&self.shared, snap, neigh, frame, &mut s, conn.rip)
+                }
+                Err(reason) => Verdict::Drop(reason),
+            };
+        }
+        let conns = &self.shared.conns;
+        if let Some((r, conn)) = conns.lookup_reply(s.dst, s.dport, s.proto, s.src, s.sport) {
+            if s.ttl <= 1 {
+                return Verdict::Drop(DropReason::TtlExpired);
+            }
+            self.on_packet(r, &conn, Dir::Reply, &s, now);
+            set_endpoint(frame, &mut s, End::Source, conn.vip, conn.vport);
+            let client = conn.client_ip;
+            return route_out(&self.shared, snap, neigh, frame, &mut s, client);
+        }
+        if snap.is_local(s.dst) {
+            return Verdict::Control;
+        }
+        Verdict::Drop(DropReason::NotForService)
+    }
+
+    /// Finds or creates the connection of a client->VIP packet.
+    fn track_original(
+        &mut self,
+        idx: usize,
+        svc: &Service,
+        s: &Ipv4Summary,
+        now: u32,
+    ) -> Result<ConnInfo, DropReason> {
+        let conns = &self.shared.conns;
+        let pure_syn = s.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST)
+            == tcp_flags::SYN;
+        if let Some((r, conn)) = conns.lookup_forward(s.src, s.sport, s.proto, s.dst, s.dport) {
+            // A new SYN on a closing entry is a new connection reusing the
+            // client port (IPVS conn_reuse_mode): schedule it afresh.
+            let reusable = matches!(conn.state, State::TimeWait | State::Close);
+            if !(s.proto == PROTO_TCP && pure_syn && reusable) {
+                self.on_packet(r, &conn, Dir::Original, s, now);
+                return Ok(conn);
+            }
+            let servers = &self.shared.servers;
+            conns.expire(r, |gone| release(servers, gone));
+        }
+        // Only a pure SYN opens a TCP connection (IPVS does the same).
+        if s.proto == PROTO_TCP && !pure_syn {
+            return Err(DropReason::NoConnection);
+        }
+        let sched = &mut self.scheds[idx];
+        let pick = sched.pick(&self.shared.servers).ok_or(DropReason::NoRealServer)?;
+        let server = &svc.servers[pick];
+        let info = ConnInfo {
+            client_ip: s.src,
+            client_port: s.sport,
+            vip: s.dst,
+            vport: s.dport,
+            rip: server.addr,
+            rport: server.port,
+            proto: s.proto,
+            state: if s.proto == PROTO_TCP { State::SynSent } else { State::Udp },
+            service: idx as u16,
+            server: server.id,
+        };
+        conns.insert(&info, now).map_err(|_| DropReason::TableFull)?;
+        let stats = &self.shared.servers[usize::from(server.id)];
+        let counter = if is_active(info.state) { &stats.active } else { &stats.inactive };
+        counter.fetch_add(1, Relaxed);
+        Ok(info)
+    }
+
+    /// Advances TCP state (keeping the server's active/inactive counts
+    /// right) or refreshes a UDP entry.
+    fn on_packet(&self, r: ConnRef, conn: &ConnInfo, dir: Dir, s: &Ipv4Summary, now: u32) {
+        let conns = &self.shared.conns;
+        if s.proto != PROTO_TCP {
+            conns.touch(r, now);
+            return;
+        }
+        let flags = TcpFlags {
+            syn: s.tcp_flags & tcp_flags::SYN != 0,
+            ack: s.tcp_flags & tcp_flags::ACK != 0,
+            fin: s.tcp_flags & tcp_flags::FIN != 0,
+            rst: s.tcp_flags & tcp_flags::RST != 0,
+        };
+        if let Some((old, new)) = conns.on_tcp(r, dir, flags, now) {
+            if is_active(old) != is_active(new) {
+                let stats = &self.shared.servers[usize::from(conn.server)];
+                let (from, to) = if is_active(new) {
+                    (&stats.inactive, &stats.active)
+                } else {
+                    (&stats.active, &stats.inactive)
+                };
+                from.fetch_sub(1, Relaxed);
+                to.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// Decrements the TTL, picks the output port and next hop for `dst`, and
+/// writes the MACs. A missing neighbor is requested from the control lcore.
+pub fn route_out(
+    shared: &Shared,
+    snap: &Snapshot,
+    neigh: &NeighborMap,
+    frame: &mut [u8],
+    s: &mut Ipv4Summary,
+    dst: u32,
+) -> Verdict {
+    decrement_ttl(frame, s);
+    let Some((out, next_hop)) = snap.route(dst) else {
+        return Verdict::Drop(DropReason::NoNeighbor);
+    };
+    let Some(&mac) = neigh.get(&next_hop) else {
+        shared.neighbors.request(next_hop);
+        return Verdict::Drop(DropReason::NoNeighbor);
+    };
+    ethernet::set_macs(frame, mac, snap.ports[out].mac);
+    Verdict::Forward(out)
+}
+
+/// Takes an expired connection off its server's counters.
+pub fn release(servers: &[pylon_sched::ServerStats], conn: &ConnInfo) {
+    if let Some(stats) = servers.get(usize::from(conn.server)) {
+        let counter = if is_active(conn.state) { &stats.active } else { &stats.inactive };
+        counter.fetch_sub(1, Relaxed);
+    }
+}
+
+/// SYN together with FIN or RST is never legitimate (RFC 9293 §3.10.7);
+/// neither is a segment with no flag at all (a scan).
+fn tcp_flags_sane(flags: u8) -> bool {
+    let syn = flags & tcp_flags::SYN != 0;
+    let fin_or_rst = flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
+    let any = flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN | tcp_flags::RST) != 0;
+    any && !(syn && fin_or_rst)
+}
+
+fn parse_drop(e: ParseError) -> DropReason {
+    match e {
+        ParseError::Truncated | ParseError::BadIpHeader | ParseError::BadL4Header => {
+            DropReason::BadHeader
+        }
+        ParseError::BadIpChecksum => DropReason::BadIpChecksum,
+        ParseError::IpOptions => DropReason::IpOptions,
+        ParseError::Fragment => DropReason::Fragment,
+    }
+}
+
+/// ICMP and other protocols: ours go to the control lcore, ICMP errors
+/// passing through go there too (it translates those that quote a tracked
+/// connection), the rest is not ours to forward.
+fn classify_other(snap: &Snapshot, s: &Ipv4Summary) -> Verdict {
+    if snap.is_local(s.dst) || (s.proto == PROTO_ICMP && is_icmp_error(s.icmp_type)) {
+        Verdict::Control
+    } else {
+        Verdict::Drop(DropReason::NotForService)
+    }
+}
