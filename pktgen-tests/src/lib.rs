@@ -17,7 +17,9 @@ pub mod pylon;
 pub mod topology;
 
 pub use client::ClientResult;
-pub use process::{e2e_lock, pylon_binary, require_root, unique_id, E2eLock, ScratchDir};
+pub use process::{
+    e2e_lock, preflight, pylon_binary, require_root, unique_id, E2eLock, ScratchDir,
+};
 pub use pylon::{
     dpdk_runtime_dir, drops, file_prefix_for, harmful_drops, run_to_exit, server_conns,
     worker_total, PylonExit, PylonOptions, PylonProcess, HARMLESS_DROPS,

@@ -164,6 +164,21 @@ pub fn pylon_binary() -> Result<PathBuf> {
         })
 }
 
+/// What every test that drives pylon checks first: root, the `pylon`
+/// binary (returned), and the tools the harness runs.
+pub fn preflight() -> Result<PathBuf> {
+    require_root()?;
+    let pylon = pylon_binary()?;
+    for (tool, arg) in [("ip", "-V"), ("ethtool", "--version")] {
+        run_checked(Command::new(tool).arg(arg))
+            .with_context(|| format!("the harness needs `{tool}`"))?;
+    }
+    let python = crate::topology::python();
+    run_checked(Command::new(&python).arg("--version"))
+        .with_context(|| format!("the harness needs Python 3 (`{python}`, or set PYTHON)"))?;
+    Ok(pylon)
+}
+
 /// Serialises end-to-end tests: the machine has two cores and the
 /// namespaces, veths and CPU are shared, so only one test drives traffic at a
 /// time. An exclusive `flock` on a well-known file, so it holds across test

@@ -11,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::process::{self, detach_child, ns_command};
@@ -189,7 +189,17 @@ impl PylonProcess {
     /// `dir`, and waits up to [`START_TIMEOUT`] for the stats file the
     /// configuration names.
     pub fn start(ns: Option<&str>, dir: &Path, config_text: &str) -> Result<PylonProcess> {
-        let binary = process::pylon_binary()?;
+        PylonProcess::start_binary(&process::pylon_binary()?, ns, dir, config_text)
+    }
+
+    /// [`PylonProcess::start`] with another binary that keeps the same
+    /// contract (the harness tests itself with a stand-in).
+    pub fn start_binary(
+        binary: &Path,
+        ns: Option<&str>,
+        dir: &Path,
+        config_text: &str,
+    ) -> Result<PylonProcess> {
         let (file_prefix, stats_path) = config_paths(config_text)?;
         let run = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
         let config_path = dir.join(format!("pylon-{run}.toml"));
@@ -203,8 +213,8 @@ impl PylonProcess {
         let log = fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let mut cmd = match ns {
-            Some(ns) => ns_command(ns, &binary),
-            None => Command::new(&binary),
+            Some(ns) => ns_command(ns, binary),
+            None => Command::new(binary),
         };
         cmd.arg("--config")
             .arg(&config_path)
@@ -353,6 +363,24 @@ impl PylonProcess {
         };
         self.exit = Some(status);
         Ok(status)
+    }
+
+    /// Stops it and fails unless it exited 0 and removed its DPDK runtime
+    /// directory.
+    pub fn stop_cleanly(&mut self) -> Result<()> {
+        let status = self.stop()?;
+        ensure!(
+            status.success(),
+            "pylon exited with {status} after SIGTERM\n--- pylon log ---\n{}",
+            self.log()
+        );
+        let runtime = self.runtime_dir();
+        ensure!(
+            !runtime.exists(),
+            "pylon exited but left {} behind",
+            runtime.display()
+        );
+        Ok(())
     }
 }
 

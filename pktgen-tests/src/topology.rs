@@ -383,19 +383,23 @@ impl Topology {
     /// Runs `client.py` in the client namespace: `n_requests` sequential
     /// HTTP/1.1 GETs of `url`, each on a new connection with a 2 s timeout.
     pub fn run_client(&self, n_requests: usize, url: &str) -> Result<ClientResult> {
+        self.run_client_from(&self.client_ns, n_requests, url)
+    }
+
+    /// [`Topology::run_client`] from any namespace of the topology (a real
+    /// server's, to reach the others through the bridge without pylon).
+    pub fn run_client_from(&self, ns: &str, n_requests: usize, url: &str) -> Result<ClientResult> {
         let script = self.script("client.py", CLIENT_PY)?;
         let out = run_checked(
-            ns_command(&self.client_ns, python())
+            ns_command(ns, python())
                 .arg(&script)
+                .args(["--count", &n_requests.to_string(), "--url", url])
                 .args([
-                    "--count",
-                    &n_requests.to_string(),
-                    "--url",
-                    url,
                     "--timeout",
                     "2",
-                ])
-                .args(["--deadline", &CLIENT_DEADLINE_S.to_string()]),
+                    "--deadline",
+                    &CLIENT_DEADLINE_S.to_string(),
+                ]),
         )?;
         ClientResult::parse(&out.stdout)
     }

@@ -1,0 +1,206 @@
+//! Tests of the harness itself, without pylon: the topology comes up as
+//! described, the HTTP servers and the client work through the switch, and
+//! everything is gone afterwards. Needs root.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use pktgen_tests::topology::{CLIENT_IF, HTTP_PORT, LB_CLIENT_IF, LB_SERVER_IF, SERVER_ADDRS};
+use pktgen_tests::{
+    cleanup_stale, drops, e2e_lock, harmful_drops, require_root, worker_total, PylonOptions,
+    PylonProcess, Topology,
+};
+
+fn namespaces() -> Result<Vec<String>> {
+    let out = Command::new("ip").args(["netns", "list"]).output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect())
+}
+
+fn stdout(topo: &Topology, ns: &str, program: &str, args: &[&str]) -> Result<String> {
+    let out = topo.exec(ns, program, args)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn topology_comes_up_serves_http_and_goes_away() -> Result<()> {
+    let _lock = e2e_lock()?;
+    require_root()?;
+    let mut topo = Topology::new("pharn")?;
+    let (client, lb) = (topo.client_ns().to_owned(), topo.lb_ns().to_owned());
+    let all: Vec<String> = [client.clone(), lb.clone(), topo.switch_ns().to_owned()]
+        .into_iter()
+        .chain(topo.servers().iter().map(|s| s.ns.clone()))
+        .collect();
+    let present = namespaces()?;
+    for ns in &all {
+        ensure!(present.contains(ns), "namespace {ns} missing: {present:?}");
+    }
+
+    // The lb side is silent: no IPv4 address but loopback's, IPv6 off.
+    let lb_addrs = stdout(&topo, &lb, "ip", &["-4", "-o", "addr", "show"])?;
+    ensure!(
+        lb_addrs.lines().all(|l| l.contains(" lo ")),
+        "lb namespace has addresses: {lb_addrs}"
+    );
+    for iface in [LB_CLIENT_IF, LB_SERVER_IF] {
+        let v6 = stdout(
+            &topo,
+            &lb,
+            "sysctl",
+            &["-n", &format!("net.ipv6.conf.{iface}.disable_ipv6")],
+        )?;
+        ensure!(v6.trim() == "1", "IPv6 is on for {iface}");
+        let link = stdout(&topo, &lb, "ip", &["-o", "link", "show", iface])?;
+        ensure!(
+            link.contains("state UP") || link.contains(",UP"),
+            "{iface} is down: {link}"
+        );
+        ensure!(topo.lb_mac(iface)?.len() == 17, "no MAC for {iface}");
+    }
+
+    // The client: address, default route via pylon, checksum offload off.
+    let addr = stdout(
+        &topo,
+        &client,
+        "ip",
+        &["-4", "-o", "addr", "show", "dev", CLIENT_IF],
+    )?;
+    ensure!(addr.contains("10.0.1.2/24"), "client address: {addr}");
+    let route = stdout(&topo, &client, "ip", &["route", "show", "default"])?;
+    ensure!(route.contains("via 10.0.1.1"), "client route: {route}");
+    let features = stdout(&topo, &client, "ethtool", &["-k", CLIENT_IF])?;
+    ensure!(
+        features.contains("tx-checksumming: off"),
+        "client offload still on: {features}"
+    );
+
+    // The real servers answer with their names, through the bridge.
+    topo.start_http_servers()?;
+    let rs1 = topo.servers()[0].ns.clone();
+    for (i, addr) in SERVER_ADDRS.iter().enumerate() {
+        let url = format!("http://{addr}:{HTTP_PORT}/");
+        let result = topo.run_client_from(&rs1, 20, &url)?;
+        result.check_all_ok(20)?;
+        let name = format!("rs{}", i + 1);
+        ensure!(
+            result.by_server.get(&name) == Some(&20),
+            "{url} answered {:?}",
+            result.by_server
+        );
+    }
+
+    // A server can be made to answer with another status.
+    topo.set_http_status(1, 503)?;
+    let url = format!("http://{}:{HTTP_PORT}/", SERVER_ADDRS[1]);
+    let result = topo.run_client_from(&rs1, 3, &url)?;
+    ensure!(
+        result.ok == 0 && result.failed == 3,
+        "expected 3 failures: {result:?}"
+    );
+    ensure!(
+        result.errors[0].contains("HTTP 503 from 'rs2'"),
+        "{:?}",
+        result.errors
+    );
+    topo.set_http_status(1, 200)?;
+    topo.run_client_from(&rs1, 3, &url)?.check_all_ok(3)?;
+
+    // Without pylon the VIP does not answer: the client times out.
+    let result = topo.run_client(1, &pktgen_tests::vip_url())?;
+    ensure!(
+        result.failed == 1,
+        "the VIP answered without pylon: {result:?}"
+    );
+
+    let dir: PathBuf = topo.dir().to_owned();
+    drop(topo);
+    let left = namespaces()?;
+    for ns in &all {
+        ensure!(!left.contains(ns), "namespace {ns} left behind");
+    }
+    ensure!(!dir.exists(), "{} left behind", dir.display());
+    Ok(())
+}
+
+#[test]
+fn stale_leftovers_of_dead_runs_are_removed() -> Result<()> {
+    let _lock = e2e_lock()?;
+    require_root()?;
+    // A pid above any pid_max: that run is certainly dead.
+    let dead = "pstale-4999999-0";
+    let mine = format!("pstale-{}-99", std::process::id());
+    for ns in [format!("{dead}-client"), format!("{mine}-client")] {
+        pktgen_tests::process::ip(&["netns", "add", &ns])?;
+    }
+    let dead_dir = std::env::temp_dir().join(dead);
+    std::fs::create_dir_all(&dead_dir)?;
+
+    let removed = cleanup_stale("pstale")?;
+    let left = namespaces()?;
+    let own_kept = left.contains(&format!("{mine}-client"));
+    pktgen_tests::process::ip(&["netns", "del", &format!("{mine}-client")])
+        .context("removing this run's namespace")?;
+
+    ensure!(
+        removed == vec![format!("{dead}-client")],
+        "removed {removed:?}"
+    );
+    ensure!(
+        !left.contains(&format!("{dead}-client")),
+        "stale namespace kept"
+    );
+    ensure!(own_kept, "this run's own namespace was removed");
+    ensure!(!dead_dir.exists(), "stale scratch dir kept");
+    Ok(())
+}
+
+#[test]
+fn pylon_driver_against_a_stand_in_that_keeps_the_contract() -> Result<()> {
+    let _lock = e2e_lock()?;
+    require_root()?;
+    let topo = Topology::new("pharn")?;
+    let fake = topo.dir().join("fake_pylon.py");
+    std::fs::write(&fake, include_str!("../scripts/fake_pylon.py"))?;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
+    let config = topo.pylon_config(&PylonOptions::default());
+
+    let mut pylon = PylonProcess::start_binary(&fake, Some(topo.lb_ns()), topo.dir(), &config)?;
+    ensure!(pylon.runtime_dir().exists(), "no runtime dir while running");
+    for expected in 1..=3 {
+        let stats = pylon.stats()?;
+        ensure!(
+            worker_total(&stats, "rx_packets") == expected,
+            "stats were not rewritten for SIGUSR1 #{expected}: {stats}"
+        );
+    }
+    let stats = pylon.stats()?;
+    ensure!(drops(&stats)["not_ipv4"] == 1 && harmful_drops(&stats).is_empty());
+    ensure!(
+        pylon.log().contains("fake pylon: config"),
+        "log: {}",
+        pylon.log()
+    );
+    pylon.stop_cleanly()?;
+    ensure!(pylon.stats().is_err(), "stats of a stopped daemon");
+
+    // A daemon that dies before writing stats is reported at once, with its
+    // exit status.
+    let err = PylonProcess::start_binary(
+        std::path::Path::new("/bin/false"),
+        Some(topo.lb_ns()),
+        topo.dir(),
+        &config,
+    )
+    .err()
+    .context("/bin/false started")?;
+    ensure!(
+        format!("{err:#}").contains("pylon exited (exit status: 1)"),
+        "{err:#}"
+    );
+    Ok(())
+}
