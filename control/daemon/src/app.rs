@@ -70,7 +70,9 @@ impl Drop for Lcores {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for &l in &self.lcores {
-            pylon_dpdk::wait_lcore(l);
+            if let Err(e) = pylon_dpdk::wait_lcore(l) {
+                warn!("lcore {l}: {e}");
+            }
         }
     }
 }
@@ -240,8 +242,8 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         let worker = Worker::new(
             Forwarder::new(Arc::clone(&shared)),
             Arc::clone(&counters),
-            ports.0.iter().map(|(_, p)| Some(p.rx_queue(q))).collect(),
-            ports.0.iter().map(|(_, p)| p.tx_queue(q)).collect(),
+            ports.0.iter().map(|(_, p)| p.rx_queue(q).map(Some)).collect::<Result<_, _>>()?,
+            ports.0.iter().map(|(_, p)| p.tx_queue(q)).collect::<Result<_, _>>()?,
             burst,
             Arc::clone(&ring),
             idle,
@@ -265,9 +267,9 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
             .0
             .iter()
             .zip(&spare_rx)
-            .map(|((_, p), &spare)| spare.then(|| p.rx_queue(ctl_q)))
-            .collect(),
-        ports.0.iter().map(|(_, p)| p.tx_queue(ctl_q)).collect(),
+            .map(|((_, p), &spare)| spare.then(|| p.rx_queue(ctl_q)).transpose())
+            .collect::<Result<_, _>>()?,
+        ports.0.iter().map(|(_, p)| p.tx_queue(ctl_q)).collect::<Result<_, _>>()?,
         burst,
         Arc::clone(&ring),
         idle,

@@ -522,7 +522,13 @@ impl RxQueue {
     /// Receives into the free part of `out`, at most [`RX_BURST_SIZE`]
     /// mbufs per call (`rte_eth_rx_burst`); returns how many arrived.
     pub fn rx_burst(&mut self, out: &mut Burst) -> usize {
-        let n = (BURST_SIZE - out.len).min(RX_BURST_SIZE);
+        self.rx_burst_max(out, RX_BURST_SIZE)
+    }
+
+    /// [`RxQueue::rx_burst`] with the burst size chosen by the caller
+    /// (config `dataplane.burst`), still bounded by the room in `out`.
+    pub fn rx_burst_max(&mut self, out: &mut Burst, max: usize) -> usize {
+        let n = (BURST_SIZE - out.len).min(max);
         if n == 0 {
             return 0;
         }

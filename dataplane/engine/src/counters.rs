@@ -102,7 +102,7 @@ impl WorkerCounters {
         counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
-    pub fn drop(&self, reason: DropReason) {
+    pub fn count_drop(&self, reason: DropReason) {
         Self::add(&self.drops[reason as usize], 1);
     }
 

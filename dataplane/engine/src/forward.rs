@@ -181,13 +181,7 @@ impl Forwarder {
             conns.touch(r, now);
             return;
         }
-        let flags = TcpFlags {
-            syn: s.tcp_flags & tcp_flags::SYN != 0,
-            ack: s.tcp_flags & tcp_flags::ACK != 0,
-            fin: s.tcp_flags & tcp_flags::FIN != 0,
-            rst: s.tcp_flags & tcp_flags::RST != 0,
-        };
-        if let Some((old, new)) = conns.on_tcp(r, dir, flags, now) {
+        if let Some((old, new)) = conns.on_tcp(r, dir, TcpFlags::from_bits(s.tcp_flags), now) {
             if is_active(old) != is_active(new) {
                 let stats = &self.shared.servers[usize::from(conn.server)];
                 let (from, to) = if is_active(new) {

@@ -106,7 +106,7 @@ impl Worker {
         let mut total = 0;
         for port in 0..self.rx.len() {
             let Some(rxq) = self.rx[port].as_mut() else { continue };
-            let n = rxq.rx_burst(&mut self.rx_buf, self.burst);
+            let n = rxq.rx_burst_max(&mut self.rx_buf, self.burst);
             total += n;
             let mut batch = std::mem::replace(&mut self.rx_buf, Burst::new());
             for mut mbuf in batch.drain() {
@@ -118,7 +118,7 @@ impl Worker {
                 match verdict {
                     Verdict::Forward(out) => self.send(out, mbuf),
                     Verdict::Control => self.hand_to_control(mbuf, port),
-                    Verdict::Drop(reason) => self.counters.drop(reason),
+                    Verdict::Drop(reason) => self.counters.count_drop(reason),
                 }
             }
             self.rx_buf = batch;
@@ -133,18 +133,18 @@ impl Worker {
     fn hand_to_control(&mut self, mbuf: Mbuf, port: usize) {
         match self.to_control.push(ToControl { mbuf, port }) {
             Ok(()) => WorkerCounters::add(&self.counters.to_control, 1),
-            Err(_) => self.counters.drop(DropReason::ControlRingFull),
+            Err(_) => self.counters.count_drop(DropReason::ControlRingFull),
         }
     }
 
     /// Queues `mbuf` for transmission on `port`.
     pub fn send(&mut self, port: usize, mbuf: Mbuf) {
         let Some(buf) = self.tx_bufs.get_mut(port) else {
-            self.counters.drop(DropReason::TxFull);
+            self.counters.count_drop(DropReason::TxFull);
             return;
         };
         if buf.push(mbuf).is_err() {
-            self.counters.drop(DropReason::TxFull);
+            self.counters.count_drop(DropReason::TxFull);
             return;
         }
         if buf.len() >= TX_FLUSH {
@@ -167,7 +167,7 @@ impl Worker {
         let sent = self.tx[port].tx_burst(buf);
         WorkerCounters::add(&self.counters.tx_packets, sent as u64);
         for _unsent in buf.drain() {
-            self.counters.drop(DropReason::TxFull);
+            self.counters.count_drop(DropReason::TxFull);
         }
     }
 }
