@@ -14,6 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+/// Writes a line to stderr and ignores failure: cleanup code (`Drop`) uses
+/// it, because `eprintln!` panics when stderr is gone (a demo piped into
+/// `head`), and a panic there would skip the rest of the cleanup.
+pub fn warn(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{args}");
+}
+
 /// How often bounded waits poll.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -79,9 +87,17 @@ pub fn send_signal(pid: u32, signal: libc::c_int) -> Result<()> {
     Ok(())
 }
 
-/// Whether a process with this pid exists.
+/// Whether a process with this pid exists and is not a zombie (a killed
+/// harness whose parent has not reaped it yet is dead for cleanup purposes).
 pub fn pid_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) S ...": the state follows the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z" | "X") | None)
 }
 
 /// Waits up to `timeout` for `child` to exit; `None` if it is still running.
@@ -246,7 +262,7 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         if let Err(e) = fs::remove_dir_all(&self.path) {
-            eprintln!("removing {}: {e}", self.path.display());
+            warn(format_args!("removing {}: {e}", self.path.display()));
         }
     }
 }

@@ -173,7 +173,8 @@ fn config_paths(config_text: &str) -> Result<(String, PathBuf)> {
 static NEXT_RUN: AtomicU32 = AtomicU32::new(0);
 
 /// A running `pylon`. Dropping it stops it (SIGTERM, then SIGKILL) and, when
-/// the thread is panicking, prints the end of its log.
+/// it was not stopped before or the thread is panicking, prints the end of
+/// its log to stderr.
 pub struct PylonProcess {
     child: Child,
     exit: Option<ExitStatus>,
@@ -356,7 +357,9 @@ impl PylonProcess {
         let status = match process::wait_timeout(&mut self.child, STOP_TIMEOUT)? {
             Some(status) => status,
             None => {
-                eprintln!("pylon ignored SIGTERM for {STOP_TIMEOUT:?}: SIGKILL");
+                process::warn(format_args!(
+                    "pylon ignored SIGTERM for {STOP_TIMEOUT:?}: SIGKILL"
+                ));
                 self.child.kill()?;
                 self.child.wait()?
             }
@@ -388,20 +391,25 @@ impl Drop for PylonProcess {
     fn drop(&mut self) {
         let killed = self.exit.is_none();
         if let Err(e) = process::terminate(&mut self.child, Duration::from_secs(5)) {
-            eprintln!("stopping pylon: {e:#}");
+            process::warn(format_args!("stopping pylon: {e:#}"));
         }
-        if std::thread::panicking() {
+        // Still running at drop: the caller bailed out before stopping it,
+        // most likely a failed test, which wants to see what pylon said.
+        if killed || std::thread::panicking() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("--- pylon log (last {} lines) ---", tail.len());
+            process::warn(format_args!(
+                "--- pylon log (last {} lines) ---",
+                tail.len()
+            ));
             for line in tail.iter().rev() {
-                eprintln!("{line}");
+                process::warn(format_args!("{line}"));
             }
         }
         let runtime = self.runtime_dir();
         if killed && runtime.exists() {
             if let Err(e) = fs::remove_dir_all(&runtime) {
-                eprintln!("removing {}: {e}", runtime.display());
+                process::warn(format_args!("removing {}: {e}", runtime.display()));
             }
         }
     }

@@ -57,7 +57,11 @@ pub const LB_SERVER_IF: &str = "lbsrv";
 
 /// The VIP's URL, `http://10.0.1.100/`.
 pub fn vip_url() -> String {
-    format!("http://{VIP}:{VIP_PORT}/")
+    if VIP_PORT == 80 {
+        format!("http://{VIP}/")
+    } else {
+        format!("http://{VIP}:{VIP_PORT}/")
+    }
 }
 
 const HTTPD_PY: &str = include_str!("../scripts/httpd.py");
@@ -452,12 +456,15 @@ impl Drop for Topology {
     fn drop(&mut self) {
         for child in &mut self.http_servers {
             if let Err(e) = process::terminate(child, Duration::from_secs(2)) {
-                eprintln!("topology {}: stopping an HTTP server: {e:#}", self.id);
+                process::warn(format_args!(
+                    "topology {}: stopping an HTTP server: {e:#}",
+                    self.id
+                ));
             }
         }
         for ns in self.created.iter().rev() {
             if let Err(e) = remove_namespace(ns) {
-                eprintln!("topology {}: {e:#}", self.id);
+                process::warn(format_args!("topology {}: {e:#}", self.id));
             }
         }
     }
