@@ -6,7 +6,7 @@ use crate::counters::DropReason;
 use crate::neighbor::NeighborMap;
 use crate::shared::Shared;
 use crate::snapshot::{Service, Snapshot};
-use pylon_conntrack::{is_active, ConnInfo, ConnRef, Dir, State, TcpFlags};
+use pylon_conntrack::{initial_state, is_active, ConnInfo, ConnRef, Dir, State, TcpFlags};
 use pylon_sched::{Candidate, Scheduler};
 use pylon_wire::ethernet;
 use pylon_wire::frame::{tcp_flags, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
@@ -162,7 +162,11 @@ impl Forwarder {
             rip: server.addr,
             rport: server.port,
             proto: s.proto,
-            state: if s.proto == PROTO_TCP { State::SynSent } else { State::Udp },
+            state: if s.proto == PROTO_TCP {
+                initial_state(Dir::Original, TcpFlags::from_bits(s.tcp_flags))
+            } else {
+                State::Udp
+            },
             service: idx as u16,
             server: server.id,
         };
