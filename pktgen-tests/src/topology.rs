@@ -154,65 +154,31 @@ impl Topology {
         let (client, lb, switch) = (&self.client_ns, &self.lb_ns, &self.switch_ns);
 
         // Client <-> lb.
-        ip(&[
-            "-n",
-            client,
-            "link",
-            "add",
-            "name",
-            CLIENT_IF,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            LB_CLIENT_IF,
-            "netns",
-            lb,
-        ])?;
-        // lb <-> switch, and the switch's bridge.
-        ip(&[
-            "-n",
-            lb,
-            "link",
-            "add",
-            "name",
-            LB_SERVER_IF,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "swlb",
-            "netns",
-            switch,
-        ])?;
-        ip(&[
-            "-n",
-            switch,
-            "link",
-            "add",
-            "name",
-            "br0",
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "forward_delay",
-            "0",
-        ])?;
-        ip(&["-n", switch, "link", "set", "swlb", "master", "br0", "up"])?;
-        ip(&["-n", switch, "link", "set", "br0", "up"])?;
+        ip_line(&format!(
+            "-n {client} link add name {CLIENT_IF} type veth peer name {LB_CLIENT_IF} netns {lb}"
+        ))?;
+        // lb <-> switch, and the switch's bridge. No multicast snooping: a
+        // snooping bridge joins 224.0.0.106 and sends IGMP reports (with the
+        // Router Alert IP option) at moments no test controls.
+        ip_line(&format!(
+            "-n {lb} link add name {LB_SERVER_IF} type veth peer name swlb netns {switch}"
+        ))?;
+        ip_line(&format!(
+            "-n {switch} link add name br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0"
+        ))?;
+        ip_line(&format!("-n {switch} link set swlb master br0 up"))?;
+        ip_line(&format!("-n {switch} link set br0 up"))?;
         for server in &self.servers {
-            let sw_if = format!("sw{}", server.name);
-            ip(&[
-                "-n", &server.ns, "link", "add", "name", SERVER_IF, "type", "veth", "peer", "name",
-                &sw_if, "netns", switch,
-            ])?;
-            ip(&["-n", switch, "link", "set", &sw_if, "master", "br0", "up"])?;
+            let (ns, sw_if) = (&server.ns, format!("sw{}", server.name));
+            ip_line(&format!(
+                "-n {ns} link add name {SERVER_IF} type veth peer name {sw_if} netns {switch}"
+            ))?;
+            ip_line(&format!("-n {switch} link set {sw_if} master br0 up"))?;
         }
 
         // lb: the ports are up, with no addresses.
-        ip(&["-n", lb, "link", "set", LB_CLIENT_IF, "up"])?;
-        ip(&["-n", lb, "link", "set", LB_SERVER_IF, "up"])?;
+        ip_line(&format!("-n {lb} link set {LB_CLIENT_IF} up"))?;
+        ip_line(&format!("-n {lb} link set {LB_SERVER_IF} up"))?;
 
         let lb_client_gw = strip_prefix_len(LB_CLIENT_ADDR);
         let lb_server_gw = strip_prefix_len(LB_SERVER_ADDR);
@@ -223,12 +189,8 @@ impl Topology {
             lb_client_gw,
         )?;
         for server in &self.servers {
-            self.host_interface(
-                &server.ns,
-                SERVER_IF,
-                &format!("{}/24", server.addr),
-                lb_server_gw,
-            )?;
+            let addr = format!("{}/24", server.addr);
+            self.host_interface(&server.ns, SERVER_IF, &addr, lb_server_gw)?;
         }
         Ok(())
     }
@@ -437,6 +399,30 @@ impl Topology {
         serde_json::from_slice(&out.stdout).context("inject.py printed no JSON")
     }
 
+    /// A counter of the `Ip:` lines of `/proc/net/snmp` in a namespace of
+    /// this topology (e.g. `ReasmReqds`: IPv4 fragments the kernel there took
+    /// for reassembly).
+    pub fn ip_snmp(&self, ns: &str, field: &str) -> Result<u64> {
+        let out = self.exec(ns, "cat", &["/proc/net/snmp"])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut ip_lines = text.lines().filter(|l| l.starts_with("Ip:"));
+        let (names, values) = ip_lines
+            .next()
+            .zip(ip_lines.next())
+            .context("no Ip: lines in /proc/net/snmp")?;
+        let index = names
+            .split_whitespace()
+            .position(|name| name == field)
+            .with_context(|| format!("no {field} in /proc/net/snmp"))?;
+        let value = values
+            .split_whitespace()
+            .nth(index)
+            .with_context(|| format!("no value for {field} in /proc/net/snmp"))?;
+        value
+            .parse()
+            .with_context(|| format!("{field} = {value:?}"))
+    }
+
     /// The TCP listeners of every real server namespace, for diagnostics.
     pub fn listeners(&self) -> BTreeMap<String, String> {
         self.servers
@@ -473,6 +459,12 @@ impl Drop for Topology {
 /// The Python interpreter: `$PYTHON`, else `python3` from `PATH`.
 pub fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Runs `ip` with the whitespace-separated arguments of `args` (names and
+/// addresses here never contain spaces).
+fn ip_line(args: &str) -> Result<()> {
+    ip(&args.split_whitespace().collect::<Vec<_>>())
 }
 
 fn strip_prefix_len(cidr: &str) -> &str {

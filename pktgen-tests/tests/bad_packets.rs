@@ -4,6 +4,13 @@
 //! and pylon must go on serving: 200 good requests afterwards all succeed,
 //! and it still exits 0.
 //!
+//! IPv4 fragments are a special case on `net_af_packet` ports: DPDK 22.11's
+//! af_packet PMD joins every queue's socket to a `PACKET_FANOUT` group with
+//! `PACKET_FANOUT_FLAG_DEFRAG` (hard-coded in `rte_eth_af_packet.c`), so the
+//! lb namespace's kernel takes fragments for reassembly before they reach any
+//! ring, and pylon never sees them. Every fragment must therefore show up
+//! either in pylon's `fragment` counter or in that kernel's `ReasmReqds`.
+//!
 //! Needs root and `target/release/pylon` (or `PYLON_BIN`).
 
 use std::collections::BTreeMap;
@@ -23,8 +30,6 @@ fn expected() -> BTreeMap<&'static str, u64> {
         // truncated IPv4 header + TCP data offset 4
         ("bad_header", 2 * each),
         ("ip_options", each),
-        // first fragment + later fragment
-        ("fragment", 2 * each),
         ("bad_ip_checksum", each),
         ("ttl_expired", each),
         ("bad_tcp_flags", each),
@@ -51,6 +56,8 @@ fn malformed_frames_are_counted_and_dropped() -> Result<()> {
     topo.start_http_servers()?;
     let mut pylon = topo.run_pylon(&topo.pylon_config(&PylonOptions::new(1, "wlc")))?;
 
+    let lb = topo.lb_ns().to_owned();
+    let reasm_before = topo.ip_snmp(&lb, "ReasmReqds")?;
     let sent = topo.inject_bad_frames(EACH)?;
     eprintln!("injected: {sent}");
     ensure!(
@@ -69,6 +76,17 @@ fn malformed_frames_are_counted_and_dropped() -> Result<()> {
     );
     eprintln!("drops after injection: {:?}", drops(&stats));
 
+    // First fragments + later fragments: counted by pylon, or taken by the
+    // kernel's af_packet defragmentation (see the top of this file).
+    let fragments = 2 * EACH as u64;
+    let counted = drops(&stats).get("fragment").copied().unwrap_or(0);
+    let taken_by_kernel = topo.ip_snmp(&lb, "ReasmReqds")? - reasm_before;
+    ensure!(
+        counted + taken_by_kernel >= fragments,
+        "{fragments} fragments sent: pylon counted {counted}, the lb kernel took {taken_by_kernel}"
+    );
+    eprintln!("fragments: pylon counted {counted}, the lb kernel took {taken_by_kernel}");
+
     let result = topo.run_client(200, &vip_url())?;
     result.check_all_ok(200)?;
 
@@ -77,7 +95,7 @@ fn malformed_frames_are_counted_and_dropped() -> Result<()> {
     let stats = pylon.stats()?;
     let unexpected: BTreeMap<String, u64> = harmful_drops(&stats)
         .into_iter()
-        .filter(|(reason, _)| !expected().contains_key(reason.as_str()))
+        .filter(|(reason, _)| reason != "fragment" && !expected().contains_key(reason.as_str()))
         .collect();
     ensure!(
         unexpected.is_empty(),

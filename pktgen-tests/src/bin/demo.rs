@@ -5,7 +5,7 @@
 //! and pylon (one worker, idle back-off on), sends 600 requests to the VIP
 //! and prints which server answered how many. Then keeps everything up for
 //! the user's own requests until Ctrl-C, or for `DEMO_SECONDS` seconds when
-//! that is set. Everything is removed on the way out. Must run as root.
+//! that is set and not empty. Everything is removed on the way out. Must run as root.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,11 +33,14 @@ fn run() -> Result<()> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
+    // Unset or empty (`make demo` passes `DEMO_SECONDS=` through): until Ctrl-C.
     let run_for = match std::env::var("DEMO_SECONDS") {
-        Ok(s) => Some(Duration::from_secs(s.trim().parse().with_context(
-            || format!("DEMO_SECONDS={s:?} is not a number of seconds"),
-        )?)),
-        Err(_) => None,
+        Ok(s) if !s.trim().is_empty() => {
+            Some(Duration::from_secs(s.trim().parse().with_context(
+                || format!("DEMO_SECONDS={s:?} is not a number of seconds"),
+            )?))
+        }
+        _ => None,
     };
 
     pktgen_tests::require_root()?;
