@@ -258,16 +258,6 @@ impl PylonProcess {
         self.child.id()
     }
 
-    /// The configuration file it runs with.
-    pub fn config_path(&self) -> &Path {
-        &self.config_path
-    }
-
-    /// Its DPDK file prefix.
-    pub fn file_prefix(&self) -> &str {
-        &self.file_prefix
-    }
-
     /// `/var/run/dpdk/<file prefix>`, which must be gone after a clean exit.
     pub fn runtime_dir(&self) -> PathBuf {
         dpdk_runtime_dir(&self.file_prefix)
@@ -285,7 +275,11 @@ impl PylonProcess {
         }
         if let Some(status) = self.child.try_wait()? {
             self.exit = Some(status);
-            bail!("pylon exited ({status})\n--- pylon log ---\n{}", self.log());
+            bail!(
+                "pylon --config {} exited ({status})\n--- pylon log ---\n{}",
+                self.config_path.display(),
+                self.log()
+            );
         }
         Ok(())
     }

@@ -19,7 +19,6 @@
 //! TX checksum offload off, because a veth with it on hands af_packet readers
 //! TCP segments whose checksum holds only the pseudo-header sum.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -421,20 +420,6 @@ impl Topology {
         value
             .parse()
             .with_context(|| format!("{field} = {value:?}"))
-    }
-
-    /// The TCP listeners of every real server namespace, for diagnostics.
-    pub fn listeners(&self) -> BTreeMap<String, String> {
-        self.servers
-            .iter()
-            .map(|s| {
-                let out = self
-                    .exec(&s.ns, "ss", &["-ltn"])
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_else(|e| format!("{e:#}"));
-                (s.name.clone(), out)
-            })
-            .collect()
     }
 }
 

@@ -199,7 +199,7 @@ fn pylon_driver_against_a_stand_in_that_keeps_the_contract() -> Result<()> {
     .err()
     .context("/bin/false started")?;
     ensure!(
-        format!("{err:#}").contains("pylon exited (exit status: 1)"),
+        format!("{err:#}").contains("exited (exit status: 1)"),
         "{err:#}"
     );
     Ok(())
