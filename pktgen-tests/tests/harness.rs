@@ -2,16 +2,12 @@
 //! described, the HTTP servers and the client work through the switch, and
 //! everything is gone afterwards. Needs root.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
 use pktgen_tests::topology::{CLIENT_IF, HTTP_PORT, LB_CLIENT_IF, LB_SERVER_IF, SERVER_ADDRS};
-use pktgen_tests::{
-    cleanup_stale, drops, e2e_lock, harmful_drops, require_root, worker_total, PylonOptions,
-    PylonProcess, Topology,
-};
+use pktgen_tests::{cleanup_stale, e2e_lock, require_root, PylonOptions, PylonProcess, Topology};
 
 fn namespaces() -> Result<Vec<String>> {
     let out = Command::new("ip").args(["netns", "list"]).output()?;
@@ -160,31 +156,24 @@ fn stale_leftovers_of_dead_runs_are_removed() -> Result<()> {
 }
 
 #[test]
-fn pylon_driver_against_a_stand_in_that_keeps_the_contract() -> Result<()> {
+fn pylon_driver_rewrites_stats_and_stops_cleanly() -> Result<()> {
     let _lock = e2e_lock()?;
     require_root()?;
     let topo = Topology::new("pharn")?;
-    let fake = topo.dir().join("fake_pylon.py");
-    std::fs::write(&fake, include_str!("../scripts/fake_pylon.py"))?;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
     let config = topo.pylon_config(&PylonOptions::default());
 
-    let mut pylon = PylonProcess::start_binary(&fake, Some(topo.lb_ns()), topo.dir(), &config)?;
+    let mut pylon = topo.run_pylon(&config)?;
     ensure!(pylon.runtime_dir().exists(), "no runtime dir while running");
-    for expected in 1..=3 {
+    let mut last = 0;
+    for n in 1..=3 {
         let stats = pylon.stats()?;
+        let uptime = stats["uptime_ms"].as_u64().context("uptime_ms")?;
         ensure!(
-            worker_total(&stats, "rx_packets") == expected,
-            "stats were not rewritten for SIGUSR1 #{expected}: {stats}"
+            uptime > last,
+            "stats were not rewritten for SIGUSR1 #{n}: {stats}"
         );
+        last = uptime;
     }
-    let stats = pylon.stats()?;
-    ensure!(drops(&stats)["not_ipv4"] == 1 && harmful_drops(&stats).is_empty());
-    ensure!(
-        pylon.log().contains("fake pylon: config"),
-        "log: {}",
-        pylon.log()
-    );
     pylon.stop_cleanly()?;
     ensure!(pylon.stats().is_err(), "stats of a stopped daemon");
 

@@ -174,7 +174,8 @@ fn timeouts(cfg: &Config) -> Timeouts {
 /// Runs the appliance until SIGINT/SIGTERM.
 pub fn run(cfg: &Config) -> Result<(), Error> {
     let nworkers = cfg.dataplane.workers.len();
-    let queues = u16::try_from(nworkers + 1).map_err(|_| Error::Setup("too many workers".into()))?;
+    let queues =
+        u16::try_from(nworkers + 1).map_err(|_| Error::Setup("too many workers".into()))?;
     let mut args = cfg.eal_args("pylon");
     af_packet_qpairs(&mut args, nworkers + 1)?;
 
@@ -182,7 +183,12 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
     let _runtime = RuntimeDir(PathBuf::from("/var/run/dpdk").join(&cfg.eal.file_prefix));
     info!(?args, "initialising EAL");
     let _eal = Eal::init(&args)?;
-    let pool = Mempool::new("pylon_mbufs", cfg.eal.mbufs, cfg.eal.mbuf_cache, MBUF_DATA_ROOM)?;
+    let pool = Mempool::new(
+        "pylon_mbufs",
+        cfg.eal.mbufs,
+        cfg.eal.mbuf_cache,
+        MBUF_DATA_ROOM,
+    )?;
 
     let mut ports = Ports(Vec::new());
     let mut infos = Vec::new();
@@ -234,7 +240,10 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         sleep: Duration::from_micros(u64::from(cfg.dataplane.idle_sleep_us)),
     };
     let burst = usize::from(cfg.dataplane.burst);
-    let mut lcores = Lcores { lcores: Vec::new(), stop: Arc::clone(&stop) };
+    let mut lcores = Lcores {
+        lcores: Vec::new(),
+        stop: Arc::clone(&stop),
+    };
     let mut worker_counters = Vec::new();
     for (q, &lcore) in cfg.dataplane.workers.iter().enumerate() {
         let q = q as u16;
@@ -242,8 +251,16 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         let worker = Worker::new(
             Forwarder::new(Arc::clone(&shared)),
             Arc::clone(&counters),
-            ports.0.iter().map(|(_, p)| p.rx_queue(q).map(Some)).collect::<Result<_, _>>()?,
-            ports.0.iter().map(|(_, p)| p.tx_queue(q)).collect::<Result<_, _>>()?,
+            ports
+                .0
+                .iter()
+                .map(|(_, p)| p.rx_queue(q).map(Some))
+                .collect::<Result<_, _>>()?,
+            ports
+                .0
+                .iter()
+                .map(|(_, p)| p.tx_queue(q))
+                .collect::<Result<_, _>>()?,
             burst,
             Arc::clone(&ring),
             idle,
@@ -269,7 +286,11 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
             .zip(&spare_rx)
             .map(|((_, p), &spare)| spare.then(|| p.rx_queue(ctl_q)).transpose())
             .collect::<Result<_, _>>()?,
-        ports.0.iter().map(|(_, p)| p.tx_queue(ctl_q)).collect::<Result<_, _>>()?,
+        ports
+            .0
+            .iter()
+            .map(|(_, p)| p.tx_queue(ctl_q))
+            .collect::<Result<_, _>>()?,
         burst,
         Arc::clone(&ring),
         idle,
@@ -376,7 +397,9 @@ impl Control<'_> {
         let neigh = self.shared.neighbors.load();
         let mut n = 0;
         while n < SLOW_PATH_BUDGET {
-            let Some(mut item) = self.ring.pop() else { break };
+            let Some(mut item) = self.ring.pop() else {
+                break;
+            };
             n += 1;
             let outcome = slowpath::handle(
                 &mut self.slow,
@@ -413,9 +436,14 @@ impl Control<'_> {
         conns.reclaim(now, per_tick, |c| release(servers, c));
         let snap = self.shared.snapshot.load();
         for probe in self.nm.tick(now) {
-            let Some(info) = snap.ports.get(probe.port) else { continue };
+            let Some(info) = snap.ports.get(probe.port) else {
+                continue;
+            };
             let Some(mut m) = Mbuf::alloc(self.pool) else {
-                warn!("mempool exhausted: ARP probe for {} not sent", std::net::Ipv4Addr::from(probe.ip));
+                warn!(
+                    "mempool exhausted: ARP probe for {} not sent",
+                    std::net::Ipv4Addr::from(probe.ip)
+                );
                 continue;
             };
             if !m.set_len(ARP_FRAME_LEN as u16) {
@@ -428,8 +456,11 @@ impl Control<'_> {
     }
 
     fn write_stats(&self) {
-        let workers: Vec<(u32, &WorkerCounters)> =
-            self.worker_counters.iter().map(|(l, c)| (*l, c.as_ref())).collect();
+        let workers: Vec<(u32, &WorkerCounters)> = self
+            .worker_counters
+            .iter()
+            .map(|(l, c)| (*l, c.as_ref()))
+            .collect();
         let ports: Vec<(String, &Port)> = self.ports.iter().map(|(n, p)| (n.clone(), p)).collect();
         let doc = stats::to_json(&StatsView {
             shared: self.shared,
@@ -454,7 +485,13 @@ mod tests {
 
     #[test]
     fn qpairs_added_to_af_packet_vdevs_only() {
-        let mut a = args(&["pylon", "--vdev", "net_af_packet0,iface=x", "--vdev", "net_ring0"]);
+        let mut a = args(&[
+            "pylon",
+            "--vdev",
+            "net_af_packet0,iface=x",
+            "--vdev",
+            "net_ring0",
+        ]);
         af_packet_qpairs(&mut a, 3).unwrap();
         assert_eq!(a[2], "net_af_packet0,iface=x,qpairs=3");
         assert_eq!(a[4], "net_ring0");

@@ -42,7 +42,12 @@ impl NeighborManager {
     /// `refresh_ms`: age at which a resolved entry is re-probed;
     /// `expiry_ms`: age at which an unconfirmed entry stops being used.
     pub fn new(refresh_ms: u32, expiry_ms: u32) -> NeighborManager {
-        NeighborManager { entries: FxHashMap::default(), refresh_ms, expiry_ms, dirty: false }
+        NeighborManager {
+            entries: FxHashMap::default(),
+            refresh_ms,
+            expiry_ms,
+            dirty: false,
+        }
     }
 
     /// Keeps `ip` resolved on `port` for as long as the manager lives.
@@ -50,7 +55,13 @@ impl NeighborManager {
         self.entries
             .entry(ip)
             .and_modify(|e| e.permanent = true)
-            .or_insert(Entry { port, mac: None, confirmed: 0, last_probe: None, permanent: true });
+            .or_insert(Entry {
+                port,
+                mac: None,
+                confirmed: 0,
+                last_probe: None,
+                permanent: true,
+            });
     }
 
     /// A worker missed `ip`: resolve it (the next tick probes it).
@@ -82,7 +93,13 @@ impl NeighborManager {
             None if for_us => {
                 self.entries.insert(
                     ip,
-                    Entry { port, mac: Some(mac), confirmed: now, last_probe: None, permanent: false },
+                    Entry {
+                        port,
+                        mac: Some(mac),
+                        confirmed: now,
+                        last_probe: None,
+                        permanent: false,
+                    },
                 );
                 self.dirty = true;
             }
@@ -107,7 +124,9 @@ impl NeighborManager {
                 return false;
             }
             let stale = e.mac.is_none() || age >= self.refresh_ms;
-            let due = e.last_probe.is_none_or(|t| now.wrapping_sub(t) >= PROBE_INTERVAL_MS);
+            let due = e
+                .last_probe
+                .is_none_or(|t| now.wrapping_sub(t) >= PROBE_INTERVAL_MS);
             if stale && due {
                 e.last_probe = Some(now);
                 probes.push(Probe { ip, port: e.port });
@@ -123,7 +142,12 @@ impl NeighborManager {
         if !std::mem::take(&mut self.dirty) {
             return None;
         }
-        Some(self.entries.iter().filter_map(|(&ip, e)| Some((ip, e.mac?))).collect())
+        Some(
+            self.entries
+                .iter()
+                .filter_map(|(&ip, e)| Some((ip, e.mac?)))
+                .collect(),
+        )
     }
 
     pub fn resolved(&self) -> usize {
@@ -166,7 +190,10 @@ mod tests {
         nm.take_map();
         assert_eq!(nm.tick(29_999), vec![]);
         assert_eq!(nm.tick(30_000), vec![Probe { ip: 7, port: 0 }]);
-        assert!(nm.take_map().is_none(), "still usable while being refreshed");
+        assert!(
+            nm.take_map().is_none(),
+            "still usable while being refreshed"
+        );
         nm.tick(90_000);
         assert_eq!(nm.take_map().unwrap().get(&7), None);
         assert_eq!(nm.len(), 1, "permanent entries stay and keep probing");

@@ -176,7 +176,8 @@ fn echo_reply(frame: &mut [u8], s: &Ipv4Summary, info: &PortInfo) {
     frame[ip + ipv4_field::TTL] = OWN_TTL;
     frame[ip + ipv4_field::CHECKSUM..ip + ipv4_field::CHECKSUM + 2].copy_from_slice(&[0, 0]);
     let ck = checksum::checksum(&frame[ip..s.l4]);
-    frame[ip + ipv4_field::CHECKSUM..ip + ipv4_field::CHECKSUM + 2].copy_from_slice(&ck.to_be_bytes());
+    frame[ip + ipv4_field::CHECKSUM..ip + ipv4_field::CHECKSUM + 2]
+        .copy_from_slice(&ck.to_be_bytes());
     let old = u16::from_be_bytes([frame[s.l4], frame[s.l4 + 1]]);
     frame[s.l4] = ICMP_ECHO_REPLY;
     let new = u16::from_be_bytes([frame[s.l4], frame[s.l4 + 1]]);
@@ -199,5 +200,7 @@ pub fn arp_request(frame: &mut [u8], info: &PortInfo, target: u32) {
         target_hardware_addr: EthernetAddress([0; 6]),
         target_protocol_addr: Ipv4Addr::from(target),
     };
-    req.emit(&mut ArpPacket::new_unchecked(&mut frame[ethernet::HEADER_LEN..]));
+    req.emit(&mut ArpPacket::new_unchecked(
+        &mut frame[ethernet::HEADER_LEN..],
+    ));
 }

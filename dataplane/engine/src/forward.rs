@@ -41,7 +41,11 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(shared: Arc<Shared>) -> Forwarder {
-        Forwarder { shared, scheds: Vec::new(), generation: None }
+        Forwarder {
+            shared,
+            scheds: Vec::new(),
+            generation: None,
+        }
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -61,7 +65,10 @@ impl Forwarder {
                 let servers = svc
                     .servers
                     .iter()
-                    .map(|s| Candidate { id: s.id, weight: s.weight })
+                    .map(|s| Candidate {
+                        id: s.id,
+                        weight: s.weight,
+                    })
                     .collect();
                 Scheduler::new(svc.scheduler, servers)
             })
@@ -134,8 +141,8 @@ impl Forwarder {
         now: u32,
     ) -> Result<ConnInfo, DropReason> {
         let conns = &self.shared.conns;
-        let pure_syn = s.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST)
-            == tcp_flags::SYN;
+        let pure_syn =
+            s.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN;
         if let Some((r, conn)) = conns.lookup_forward(s.src, s.sport, s.proto, s.dst, s.dport) {
             // A new SYN on a closing entry is a new connection reusing the
             // client port (IPVS conn_reuse_mode): schedule it afresh.
@@ -152,7 +159,9 @@ impl Forwarder {
             return Err(DropReason::NoConnection);
         }
         let sched = &mut self.scheds[idx];
-        let pick = sched.pick(&self.shared.servers).ok_or(DropReason::NoRealServer)?;
+        let pick = sched
+            .pick(&self.shared.servers)
+            .ok_or(DropReason::NoRealServer)?;
         let server = &svc.servers[pick];
         let info = ConnInfo {
             client_ip: s.src,
@@ -170,9 +179,15 @@ impl Forwarder {
             service: idx as u16,
             server: server.id,
         };
-        conns.insert(&info, now).map_err(|_| DropReason::TableFull)?;
+        conns
+            .insert(&info, now)
+            .map_err(|_| DropReason::TableFull)?;
         let stats = &self.shared.servers[usize::from(server.id)];
-        let counter = if is_active(info.state) { &stats.active } else { &stats.inactive };
+        let counter = if is_active(info.state) {
+            &stats.active
+        } else {
+            &stats.inactive
+        };
         counter.fetch_add(1, Relaxed);
         Ok(info)
     }
@@ -225,7 +240,11 @@ pub fn route_out(
 /// Takes an expired connection off its server's counters.
 pub fn release(servers: &[pylon_sched::ServerStats], conn: &ConnInfo) {
     if let Some(stats) = servers.get(usize::from(conn.server)) {
-        let counter = if is_active(conn.state) { &stats.active } else { &stats.inactive };
+        let counter = if is_active(conn.state) {
+            &stats.active
+        } else {
+            &stats.inactive
+        };
         counter.fetch_sub(1, Relaxed);
     }
 }

@@ -76,7 +76,11 @@ fn rewrite_quote(frame: &mut [u8], inner: &mut Ipv4Summary, end: End, addr: u32,
 
 /// Translates an ICMP error in place if it quotes a tracked connection.
 /// The caller routes the result and decrements the TTL.
-pub fn translate_error(conns: &Table, frame: &mut [u8], outer: &mut Ipv4Summary) -> Option<Translated> {
+pub fn translate_error(
+    conns: &Table,
+    frame: &mut [u8],
+    outer: &mut Ipv4Summary,
+) -> Option<Translated> {
     let mut inner = quoted(frame, outer)?;
     let result = if let Some((_, c)) =
         conns.lookup_reply(inner.src, inner.sport, inner.proto, inner.dst, inner.dport)

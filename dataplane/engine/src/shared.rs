@@ -16,7 +16,9 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Clock {
-        Clock { start: Instant::now() }
+        Clock {
+            start: Instant::now(),
+        }
     }
 
     /// Read once per burst: `Instant::now` goes through the vDSO, no syscall.

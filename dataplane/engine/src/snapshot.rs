@@ -66,7 +66,13 @@ impl Snapshot {
             .map(|p| p.addr)
             .chain(services.iter().map(|s| s.vip))
             .collect();
-        Snapshot { generation, ports, services, by_key, local }
+        Snapshot {
+            generation,
+            ports,
+            services,
+            by_key,
+            local,
+        }
     }
 
     /// The service at VIP:port/proto, with its index.

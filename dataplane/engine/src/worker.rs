@@ -105,7 +105,9 @@ impl Worker {
         self.fwd.sync(&snap);
         let mut total = 0;
         for port in 0..self.rx.len() {
-            let Some(rxq) = self.rx[port].as_mut() else { continue };
+            let Some(rxq) = self.rx[port].as_mut() else {
+                continue;
+            };
             let n = rxq.rx_burst_max(&mut self.rx_buf, self.burst);
             total += n;
             let mut batch = std::mem::replace(&mut self.rx_buf, Burst::new());
@@ -124,7 +126,11 @@ impl Worker {
             self.rx_buf = batch;
         }
         WorkerCounters::add(&self.counters.rx_packets, total as u64);
-        let polls = if total == 0 { &self.counters.idle_polls } else { &self.counters.busy_polls };
+        let polls = if total == 0 {
+            &self.counters.idle_polls
+        } else {
+            &self.counters.busy_polls
+        };
         WorkerCounters::add(polls, 1);
         self.flush();
         total

@@ -51,7 +51,12 @@ fn rig(capacity: u32, weight: u32) -> Rig {
             gateway: None,
         },
     ];
-    let server = Server { id: 0, addr: ip(RS), port: 8080, weight };
+    let server = Server {
+        id: 0,
+        addr: ip(RS),
+        port: 8080,
+        weight,
+    };
     let services = [(PROTO_TCP, 80), (PROTO_UDP, 53)]
         .into_iter()
         .map(|(proto, port)| Service {
@@ -60,7 +65,10 @@ fn rig(capacity: u32, weight: u32) -> Rig {
             port,
             proto,
             scheduler: Kind::Wlc,
-            servers: vec![Server { id: if proto == PROTO_TCP { 0 } else { 1 }, ..server.clone() }],
+            servers: vec![Server {
+                id: if proto == PROTO_TCP { 0 } else { 1 },
+                ..server.clone()
+            }],
         })
         .collect();
     let snap = Snapshot::new(1, ports, services);
@@ -69,7 +77,9 @@ fn rig(capacity: u32, weight: u32) -> Rig {
     let snap = shared.snapshot.load_full();
     let mut fwd = Forwarder::new(shared);
     fwd.sync(&snap);
-    let neigh = [(ip(CLIENT), CLIENT_MAC), (ip(RS), RS_MAC)].into_iter().collect();
+    let neigh = [(ip(CLIENT), CLIENT_MAC), (ip(RS), RS_MAC)]
+        .into_iter()
+        .collect();
     Rig { fwd, snap, neigh }
 }
 
@@ -85,7 +95,16 @@ impl Rig {
 }
 
 fn client_seg(flags: u8) -> Vec<u8> {
-    tcp_frame(CLIENT_PORT_MAC, CLIENT_MAC, CLIENT, VIP, 40000, 80, flags, b"")
+    tcp_frame(
+        CLIENT_PORT_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40000,
+        80,
+        flags,
+        b"",
+    )
 }
 
 fn server_seg(flags: u8) -> Vec<u8> {
@@ -105,7 +124,10 @@ fn nat_both_directions_through_a_tcp_lifecycle() {
     let mut syn = client_seg(SYN);
     assert_eq!(r.run(&mut syn, 0), Verdict::Forward(1));
     let s = summary(&syn);
-    assert_eq!((s.src, s.sport, s.dst, s.dport, s.ttl), (ip(CLIENT), 40000, ip(RS), 8080, 63));
+    assert_eq!(
+        (s.src, s.sport, s.dst, s.dport, s.ttl),
+        (ip(CLIENT), 40000, ip(RS), 8080, 63)
+    );
     assert_eq!(&syn[0..6], &RS_MAC);
     assert_eq!(&syn[6..12], &SERVER_PORT_MAC);
     assert!(checksums_valid(&syn));
@@ -115,7 +137,10 @@ fn nat_both_directions_through_a_tcp_lifecycle() {
     let mut synack = server_seg(SYN | ACK);
     assert_eq!(r.run(&mut synack, 1), Verdict::Forward(0));
     let s = summary(&synack);
-    assert_eq!((s.src, s.sport, s.dst, s.dport), (ip(VIP), 80, ip(CLIENT), 40000));
+    assert_eq!(
+        (s.src, s.sport, s.dst, s.dport),
+        (ip(VIP), 80, ip(CLIENT), 40000)
+    );
     assert_eq!(&synack[0..6], &CLIENT_MAC);
     assert_eq!(&synack[6..12], &CLIENT_PORT_MAC);
     assert!(checksums_valid(&synack));
@@ -133,18 +158,36 @@ fn nat_both_directions_through_a_tcp_lifecycle() {
 #[test]
 fn only_a_pure_syn_opens_a_connection() {
     let mut r = rig(64, 1);
-    assert_eq!(r.run(&mut client_seg(ACK), 0), Verdict::Drop(DropReason::NoConnection));
-    assert_eq!(r.run(&mut client_seg(SYN | ACK), 0), Verdict::Drop(DropReason::NoConnection));
-    assert_eq!(r.run(&mut client_seg(RST), 0), Verdict::Drop(DropReason::NoConnection));
+    assert_eq!(
+        r.run(&mut client_seg(ACK), 0),
+        Verdict::Drop(DropReason::NoConnection)
+    );
+    assert_eq!(
+        r.run(&mut client_seg(SYN | ACK), 0),
+        Verdict::Drop(DropReason::NoConnection)
+    );
+    assert_eq!(
+        r.run(&mut client_seg(RST), 0),
+        Verdict::Drop(DropReason::NoConnection)
+    );
     assert!(r.fwd.shared().conns.is_empty());
 }
 
 #[test]
 fn invalid_flag_combinations_dropped() {
     let mut r = rig(64, 1);
-    assert_eq!(r.run(&mut client_seg(SYN | FIN), 0), Verdict::Drop(DropReason::BadTcpFlags));
-    assert_eq!(r.run(&mut client_seg(SYN | RST), 0), Verdict::Drop(DropReason::BadTcpFlags));
-    assert_eq!(r.run(&mut client_seg(0), 0), Verdict::Drop(DropReason::BadTcpFlags));
+    assert_eq!(
+        r.run(&mut client_seg(SYN | FIN), 0),
+        Verdict::Drop(DropReason::BadTcpFlags)
+    );
+    assert_eq!(
+        r.run(&mut client_seg(SYN | RST), 0),
+        Verdict::Drop(DropReason::BadTcpFlags)
+    );
+    assert_eq!(
+        r.run(&mut client_seg(0), 0),
+        Verdict::Drop(DropReason::BadTcpFlags)
+    );
 }
 
 #[test]
@@ -160,14 +203,26 @@ fn ttl_one_is_not_forwarded() {
 #[test]
 fn quiesced_server_gets_no_new_connections() {
     let mut r = rig(64, 0);
-    assert_eq!(r.run(&mut client_seg(SYN), 0), Verdict::Drop(DropReason::NoRealServer));
+    assert_eq!(
+        r.run(&mut client_seg(SYN), 0),
+        Verdict::Drop(DropReason::NoRealServer)
+    );
 }
 
 #[test]
 fn full_table_drops_new_flows_and_keeps_old_ones() {
     let mut r = rig(1, 1);
     assert_eq!(r.run(&mut client_seg(SYN), 0), Verdict::Forward(1));
-    let mut other = tcp_frame(CLIENT_PORT_MAC, CLIENT_MAC, CLIENT, VIP, 40001, 80, SYN, b"");
+    let mut other = tcp_frame(
+        CLIENT_PORT_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40001,
+        80,
+        SYN,
+        b"",
+    );
     assert_eq!(r.run(&mut other, 0), Verdict::Drop(DropReason::TableFull));
     assert_eq!(r.run(&mut client_seg(ACK), 0), Verdict::Forward(1));
 }
@@ -176,7 +231,10 @@ fn full_table_drops_new_flows_and_keeps_old_ones() {
 fn unresolved_next_hop_is_requested() {
     let mut r = rig(64, 1);
     r.neigh.remove(&ip(RS));
-    assert_eq!(r.run(&mut client_seg(SYN), 0), Verdict::Drop(DropReason::NoNeighbor));
+    assert_eq!(
+        r.run(&mut client_seg(SYN), 0),
+        Verdict::Drop(DropReason::NoNeighbor)
+    );
     assert_eq!(r.fwd.shared().neighbors.take_request(), Some(ip(RS)));
 }
 
@@ -185,10 +243,34 @@ fn classification() {
     let mut r = rig(64, 1);
     let mut other_host = client_seg(SYN);
     other_host[0..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
-    assert_eq!(r.run(&mut other_host, 0), Verdict::Drop(DropReason::OtherHost));
-    let mut not_vip = tcp_frame(CLIENT_PORT_MAC, CLIENT_MAC, CLIENT, [10, 0, 1, 99], 1, 80, SYN, b"");
-    assert_eq!(r.run(&mut not_vip, 0), Verdict::Drop(DropReason::NotForService));
-    let mut to_port_addr = tcp_frame(CLIENT_PORT_MAC, CLIENT_MAC, CLIENT, [10, 0, 1, 1], 1, 22, SYN, b"");
+    assert_eq!(
+        r.run(&mut other_host, 0),
+        Verdict::Drop(DropReason::OtherHost)
+    );
+    let mut not_vip = tcp_frame(
+        CLIENT_PORT_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        [10, 0, 1, 99],
+        1,
+        80,
+        SYN,
+        b"",
+    );
+    assert_eq!(
+        r.run(&mut not_vip, 0),
+        Verdict::Drop(DropReason::NotForService)
+    );
+    let mut to_port_addr = tcp_frame(
+        CLIENT_PORT_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        [10, 0, 1, 1],
+        1,
+        22,
+        SYN,
+        b"",
+    );
     assert_eq!(r.run(&mut to_port_addr, 0), Verdict::Control);
     let mut arp = vec![0u8; 60];
     arp[12..14].copy_from_slice(&[0x08, 0x06]);
@@ -198,7 +280,10 @@ fn classification() {
     assert_eq!(r.run(&mut v6, 0), Verdict::Drop(DropReason::NotIpv4));
     let mut truncated = client_seg(SYN);
     truncated.truncate(24);
-    assert_eq!(r.run(&mut truncated, 0), Verdict::Drop(DropReason::BadHeader));
+    assert_eq!(
+        r.run(&mut truncated, 0),
+        Verdict::Drop(DropReason::BadHeader)
+    );
 }
 
 #[test]
@@ -216,7 +301,12 @@ fn udp_flow_both_ways() {
     let s = summary(&a);
     assert_eq!((s.src, s.sport), (ip(VIP), 53));
     assert!(checksums_valid(&a));
-    let (_, info) = r.fwd.shared().conns.lookup_forward(ip(CLIENT), 5353, PROTO_UDP, ip(VIP), 53).unwrap();
+    let (_, info) = r
+        .fwd
+        .shared()
+        .conns
+        .lookup_forward(ip(CLIENT), 5353, PROTO_UDP, ip(VIP), 53)
+        .unwrap();
     assert_eq!(info.state, State::Udp);
 }
 
@@ -244,12 +334,56 @@ fn icmp_error_from_server_translated_for_client() {
     assert_eq!(r.run(&mut f, 1), Verdict::Control);
     let mut s = summary(&f);
     let shared = Arc::clone(r.fwd.shared());
-    assert_eq!(translate_error(&shared.conns, &mut f, &mut s), Some(Translated::ToClient(ip(CLIENT))));
+    assert_eq!(
+        translate_error(&shared.conns, &mut f, &mut s),
+        Some(Translated::ToClient(ip(CLIENT)))
+    );
     let s = summary(&f);
     assert_eq!(s.src, ip(VIP), "outer source becomes the VIP");
     let inner = &f[s.l4 + 8..];
     assert_eq!(&inner[16..20], &VIP, "quoted destination is the VIP again");
     assert_eq!(&inner[22..24], &53u16.to_be_bytes());
-    assert_eq!(checksum::fold(checksum::sum(&inner[..20], 0)), 0xffff, "inner IP checksum");
-    assert_eq!(checksum::fold(checksum::sum(&f[s.l4..], 0)), 0xffff, "ICMP checksum");
+    assert_eq!(
+        checksum::fold(checksum::sum(&inner[..20], 0)),
+        0xffff,
+        "inner IP checksum"
+    );
+    assert_eq!(
+        checksum::fold(checksum::sum(&f[s.l4..], 0)),
+        0xffff,
+        "ICMP checksum"
+    );
+}
+
+/// HTTP with `Connection: close`: the server closes first. Once both FINs
+/// are through, the connection must count as inactive.
+#[test]
+fn server_close_first_ends_inactive() {
+    let mut r = rig(64, 1);
+    for (flags, from_client) in [
+        (SYN, true),
+        (SYN | ACK, false),
+        (ACK, true),
+        (ACK | 0x08, true),
+        (ACK | 0x08, false),
+        (FIN | ACK, false),
+        (ACK, true),
+        (FIN | ACK, true),
+        (ACK, false),
+    ] {
+        let (mut f, port) = if from_client {
+            (client_seg(flags), 0)
+        } else {
+            (server_seg(flags), 1)
+        };
+        assert!(matches!(r.run(&mut f, port), Verdict::Forward(_)));
+    }
+    assert_eq!(r.stats(), (0, 1));
+    let (_, info) = r
+        .fwd
+        .shared()
+        .conns
+        .lookup_forward(ip(CLIENT), 40000, PROTO_TCP, ip(VIP), 80)
+        .unwrap();
+    assert_eq!(info.state, State::TimeWait);
 }

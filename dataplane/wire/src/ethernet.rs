@@ -40,7 +40,11 @@ pub struct Header {
 pub fn parse(frame: &[u8]) -> Option<Header> {
     let ethertype = u16::from_be_bytes(frame.get(field::ETHERTYPE)?.try_into().ok()?);
     if ethertype != ETHERTYPE_VLAN {
-        return Some(Header { ethertype, vlan: None, payload: HEADER_LEN });
+        return Some(Header {
+            ethertype,
+            vlan: None,
+            payload: HEADER_LEN,
+        });
     }
     let tci = u16::from_be_bytes(frame.get(field::VLAN_TCI)?.try_into().ok()?);
     let inner = u16::from_be_bytes(frame.get(field::INNER_ETHERTYPE)?.try_into().ok()?);
@@ -82,7 +86,11 @@ mod tests {
         f[12..14].copy_from_slice(&[0x08, 0x00]);
         assert_eq!(
             parse(&f),
-            Some(Header { ethertype: ETHERTYPE_IPV4, vlan: None, payload: 14 })
+            Some(Header {
+                ethertype: ETHERTYPE_IPV4,
+                vlan: None,
+                payload: 14
+            })
         );
     }
 
@@ -92,7 +100,11 @@ mod tests {
         f[12..18].copy_from_slice(&[0x81, 0x00, 0x20, 0x64, 0x08, 0x06]);
         assert_eq!(
             parse(&f),
-            Some(Header { ethertype: ETHERTYPE_ARP, vlan: Some(100), payload: 18 })
+            Some(Header {
+                ethertype: ETHERTYPE_ARP,
+                vlan: Some(100),
+                payload: 18
+            })
         );
     }
 

@@ -82,9 +82,14 @@ pub struct Ipv4Summary {
 pub enum Frame {
     Ipv4(Ipv4Summary),
     /// ARP; `offset` is where the ARP packet starts.
-    Arp { vlan: Option<u16>, offset: usize },
+    Arp {
+        vlan: Option<u16>,
+        offset: usize,
+    },
     /// Any other EtherType (IPv6, LLDP, stacked VLAN tags, ...).
-    Other { ethertype: u16 },
+    Other {
+        ethertype: u16,
+    },
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -102,7 +107,10 @@ pub fn parse(frame: &[u8]) -> Result<Frame, ParseError> {
     let eth = ethernet::parse(frame).ok_or(ParseError::Truncated)?;
     match eth.ethertype {
         ETHERTYPE_IPV4 => parse_ipv4(frame, eth.payload, eth.vlan).map(Frame::Ipv4),
-        ETHERTYPE_ARP => Ok(Frame::Arp { vlan: eth.vlan, offset: eth.payload }),
+        ETHERTYPE_ARP => Ok(Frame::Arp {
+            vlan: eth.vlan,
+            offset: eth.payload,
+        }),
         ethertype => Ok(Frame::Other { ethertype }),
     }
 }
@@ -236,7 +244,13 @@ pub mod fixtures {
     }
 
     /// Builds an Ethernet + IPv4 + UDP frame with valid checksums.
-    pub fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    pub fn udp_frame(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sport: u16,
+        dport: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut f = tcp_frame([2; 6], [4; 6], src, dst, sport, dport, 0, &[]);
         f.truncate(34);
         let total = (20 + 8 + payload.len()) as u16;
@@ -297,10 +311,15 @@ mod tests {
     fn tcp_syn() {
         let f = syn();
         assert!(checksums_valid(&f));
-        let Frame::Ipv4(s) = parse(&f).unwrap() else { panic!("not ipv4") };
+        let Frame::Ipv4(s) = parse(&f).unwrap() else {
+            panic!("not ipv4")
+        };
         assert_eq!((s.l3, s.l4, s.total_len), (14, 34, 40));
         assert_eq!((s.src, s.dst), (0x0a00_0102, 0x0a00_0164));
-        assert_eq!((s.sport, s.dport, s.tcp_flags, s.ttl), (40000, 80, tcp_flags::SYN, 64));
+        assert_eq!(
+            (s.sport, s.dport, s.tcp_flags, s.ttl),
+            (40000, 80, tcp_flags::SYN, 64)
+        );
         assert_eq!(s.vlan, None);
     }
 
@@ -308,7 +327,9 @@ mod tests {
     fn tagged_tcp() {
         let mut f = syn();
         f.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
-        let Frame::Ipv4(s) = parse(&f).unwrap() else { panic!("not ipv4") };
+        let Frame::Ipv4(s) = parse(&f).unwrap() else {
+            panic!("not ipv4")
+        };
         assert_eq!((s.vlan, s.l3, s.l4), (Some(7), 18, 38));
     }
 
@@ -316,7 +337,9 @@ mod tests {
     fn udp() {
         let f = udp_frame(C, V, 5353, 53, b"hello");
         assert!(checksums_valid(&f));
-        let Frame::Ipv4(s) = parse(&f).unwrap() else { panic!("not ipv4") };
+        let Frame::Ipv4(s) = parse(&f).unwrap() else {
+            panic!("not ipv4")
+        };
         assert_eq!((s.proto, s.sport, s.dport), (PROTO_UDP, 5353, 53));
     }
 
@@ -324,7 +347,13 @@ mod tests {
     fn arp_and_other() {
         let mut f = vec![0u8; 42];
         f[12..14].copy_from_slice(&[0x08, 0x06]);
-        assert_eq!(parse(&f), Ok(Frame::Arp { vlan: None, offset: 14 }));
+        assert_eq!(
+            parse(&f),
+            Ok(Frame::Arp {
+                vlan: None,
+                offset: 14
+            })
+        );
         f[12..14].copy_from_slice(&[0x86, 0xdd]);
         assert_eq!(parse(&f), Ok(Frame::Other { ethertype: 0x86dd }));
     }
@@ -374,7 +403,9 @@ mod tests {
     fn ethernet_padding_ignored() {
         let mut f = udp_frame(C, V, 1, 2, b"");
         f.resize(60, 0);
-        let Frame::Ipv4(s) = parse(&f).unwrap() else { panic!("not ipv4") };
+        let Frame::Ipv4(s) = parse(&f).unwrap() else {
+            panic!("not ipv4")
+        };
         assert_eq!(s.total_len, 28);
     }
 }
