@@ -1,7 +1,7 @@
 //! Start-up, the control lcore's loop and shutdown of the daemon.
 
 use crate::neighbors::NeighborManager;
-use crate::slowpath::{self, Outcome, SlowCounters, ARP_FRAME_LEN};
+use crate::slowpath::{self, Outcome, SlowCounters, SlowPath, ARP_FRAME_LEN};
 use crate::stats::{self, StatsView};
 use pylon_config::{Config, Protocol, Scheduler as SchedKind};
 use pylon_conntrack::{Table, Timeouts};
@@ -303,11 +303,13 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         pool: &pool,
         ring: &ring,
         worker: ctl_worker,
-        nm: NeighborManager::new(
-            cfg.neighbors.refresh.saturating_mul(1000),
-            cfg.neighbors.expiry.saturating_mul(1000),
-        ),
-        slow: SlowCounters::default(),
+        slow: SlowPath {
+            counters: SlowCounters::default(),
+            neighbors: NeighborManager::new(
+                cfg.neighbors.refresh.saturating_mul(1000),
+                cfg.neighbors.expiry.saturating_mul(1000),
+            ),
+        },
         ports: &ports.0,
         worker_counters: &worker_counters,
     };
@@ -331,8 +333,7 @@ struct Control<'a> {
     pool: &'a Mempool,
     ring: &'a ControlRing,
     worker: Worker,
-    nm: NeighborManager,
-    slow: SlowCounters,
+    slow: SlowPath,
     ports: &'a [(String, Port)],
     worker_counters: &'a [(u32, Arc<WorkerCounters>)],
 }
@@ -343,13 +344,13 @@ impl Control<'_> {
         for svc in &self.cfg.services {
             for s in &svc.servers {
                 if let Some((port, hop)) = self.cfg.port_for(s.address) {
-                    self.nm.want(u32::from(hop), port);
+                    self.slow.neighbors.want(u32::from(hop), port);
                 }
             }
         }
         for (i, p) in self.cfg.ports.iter().enumerate() {
             if let Some(g) = p.gateway {
-                self.nm.want(u32::from(g), i);
+                self.slow.neighbors.want(u32::from(g), i);
             }
         }
     }
@@ -378,7 +379,7 @@ impl Control<'_> {
                 self.tick(now);
                 last_tick = Some(now);
             }
-            if let Some(map) = self.nm.take_map() {
+            if let Some(map) = self.slow.neighbors.take_map() {
                 self.shared.neighbors.publish(map);
             }
             if dump.swap(false, Ordering::Relaxed) {
@@ -401,12 +402,10 @@ impl Control<'_> {
                 break;
             };
             n += 1;
-            let outcome = slowpath::handle(
-                &mut self.slow,
+            let outcome = self.slow.handle(
                 &snap,
                 self.shared,
                 &neigh,
-                &mut self.nm,
                 now,
                 item.mbuf.data_mut(),
                 item.port,
@@ -423,7 +422,7 @@ impl Control<'_> {
         let snap = self.shared.snapshot.load();
         while let Some(ip) = self.shared.neighbors.take_request() {
             if let Some((port, _)) = snap.route(ip) {
-                self.nm.request(ip, port, now);
+                self.slow.neighbors.request(ip, port, now);
             }
         }
     }
@@ -435,7 +434,7 @@ impl Control<'_> {
         let servers = &self.shared.servers;
         conns.reclaim(now, per_tick, |c| release(servers, c));
         let snap = self.shared.snapshot.load();
-        for probe in self.nm.tick(now) {
+        for probe in self.slow.neighbors.tick(now) {
             let Some(info) = snap.ports.get(probe.port) else {
                 continue;
             };
@@ -451,7 +450,7 @@ impl Control<'_> {
             }
             slowpath::arp_request(m.data_mut(), info, probe.ip);
             self.worker.send(probe.port, m);
-            self.slow.arp_requests_sent += 1;
+            self.slow.counters.arp_requests_sent += 1;
         }
     }
 
@@ -465,9 +464,9 @@ impl Control<'_> {
         let doc = stats::to_json(&StatsView {
             shared: self.shared,
             workers: &workers,
-            slow: &self.slow,
+            slow: &self.slow.counters,
             ports: &ports,
-            neighbors_resolved: self.nm.resolved(),
+            neighbors_resolved: self.slow.neighbors.resolved(),
         });
         if let Err(e) = stats::write(&self.cfg.control.stats_file, &doc) {
             warn!("stats file {}: {e}", self.cfg.control.stats_file.display());

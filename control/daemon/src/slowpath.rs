@@ -45,32 +45,43 @@ pub enum Outcome {
     Drop,
 }
 
-/// Handles one frame received on `port`.
-pub fn handle(
-    c: &mut SlowCounters,
-    snap: &Snapshot,
-    shared: &Shared,
-    neigh: &NeighborMap,
-    nm: &mut NeighborManager,
-    now: u32,
-    frame: &mut [u8],
-    port: usize,
-) -> Outcome {
-    let Some(info) = snap.ports.get(port) else {
-        return Outcome::Drop;
-    };
-    match parse(frame) {
-        Ok(Frame::Arp { offset, .. }) => arp(c, snap, nm, now, frame, offset, port, info),
-        Ok(Frame::Ipv4(mut s)) if s.proto == PROTO_ICMP => {
-            icmp(c, snap, shared, neigh, frame, &mut s, port, info)
-        }
-        Ok(_) => {
-            c.local_dropped += 1;
-            Outcome::Drop
-        }
-        Err(_) => {
-            c.malformed += 1;
-            Outcome::Drop
+/// The control lcore's slow-path state: its counters and the neighbors
+/// it learns from ARP.
+pub struct SlowPath {
+    pub counters: SlowCounters,
+    pub neighbors: NeighborManager,
+}
+
+impl SlowPath {
+    /// Handles one frame received on `port`.
+    pub fn handle(
+        &mut self,
+        snap: &Snapshot,
+        shared: &Shared,
+        neigh: &NeighborMap,
+        now: u32,
+        frame: &mut [u8],
+        port: usize,
+    ) -> Outcome {
+        let c = &mut self.counters;
+        let Some(info) = snap.ports.get(port) else {
+            return Outcome::Drop;
+        };
+        match parse(frame) {
+            Ok(Frame::Arp { offset, .. }) => {
+                arp(c, snap, &mut self.neighbors, now, frame, offset, port, info)
+            }
+            Ok(Frame::Ipv4(mut s)) if s.proto == PROTO_ICMP => {
+                icmp(c, snap, shared, neigh, frame, &mut s, port, info)
+            }
+            Ok(_) => {
+                c.local_dropped += 1;
+                Outcome::Drop
+            }
+            Err(_) => {
+                c.malformed += 1;
+                Outcome::Drop
+            }
         }
     }
 }
@@ -183,7 +194,8 @@ fn echo_reply(frame: &mut [u8], s: &Ipv4Summary, info: &PortInfo) {
     let new = u16::from_be_bytes([frame[s.l4], frame[s.l4 + 1]]);
     let ck = u16::from_be_bytes([frame[s.l4 + 2], frame[s.l4 + 3]]);
     frame[s.l4 + 2..s.l4 + 4].copy_from_slice(&checksum::update16(ck, old, new).to_be_bytes());
-    let requester = ethernet::src(frame);
+    // parse() accepted the frame, so it holds an Ethernet header.
+    let requester = ethernet::src(frame).unwrap_or(BROADCAST);
     ethernet::set_macs(frame, requester, info.mac);
 }
 
@@ -203,4 +215,161 @@ pub fn arp_request(frame: &mut [u8], info: &PortInfo, target: u32) {
     req.emit(&mut ArpPacket::new_unchecked(
         &mut frame[ethernet::HEADER_LEN..],
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pylon_conntrack::{Table, Timeouts};
+    use pylon_dataplane::snapshot::Service;
+    use pylon_sched::Kind;
+
+    const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+    const PORT_IP: u32 = 0x0a00_0101;
+    const VIP: u32 = 0x0a00_0164;
+    const PEER: u32 = 0x0a00_0102;
+
+    fn setup() -> (SlowPath, Shared) {
+        let port = PortInfo {
+            name: "p".into(),
+            mac: PORT_MAC,
+            addr: PORT_IP,
+            mask: 0xffff_ff00,
+            gateway: None,
+        };
+        let svc = Service {
+            name: "web".into(),
+            vip: VIP,
+            port: 80,
+            proto: 6,
+            scheduler: Kind::Wlc,
+            servers: vec![],
+        };
+        let shared = Shared::new(
+            Snapshot::new(1, vec![port], vec![svc]),
+            Table::new(16, Timeouts::default()).unwrap(),
+            1,
+        );
+        let slow = SlowPath {
+            counters: SlowCounters::default(),
+            neighbors: NeighborManager::new(30_000, 90_000),
+        };
+        (slow, shared)
+    }
+
+    fn arp_frame(op: ArpOperation, sender: u32, target: u32) -> Vec<u8> {
+        let mut f = vec![0u8; ARP_FRAME_LEN];
+        ethernet::set_macs(&mut f, BROADCAST, PEER_MAC);
+        f[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
+        ArpRepr::EthernetIpv4 {
+            operation: op,
+            source_hardware_addr: EthernetAddress(PEER_MAC),
+            source_protocol_addr: Ipv4Addr::from(sender),
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: Ipv4Addr::from(target),
+        }
+        .emit(&mut ArpPacket::new_unchecked(&mut f[14..]));
+        f
+    }
+
+    fn handle(slow: &mut SlowPath, shared: &Shared, f: &mut [u8]) -> Outcome {
+        let snap = shared.snapshot.load();
+        let neigh = shared.neighbors.load();
+        slow.handle(&snap, shared, &neigh, 0, f, 0)
+    }
+
+    #[test]
+    fn answers_arp_for_port_address_and_vip_and_learns_the_asker() {
+        let (mut slow, shared) = setup();
+        for target in [PORT_IP, VIP] {
+            let mut f = arp_frame(ArpOperation::Request, PEER, target);
+            assert_eq!(handle(&mut slow, &shared, &mut f), Outcome::Send(0));
+            let reply = ArpRepr::parse(&ArpPacket::new_checked(&f[14..]).unwrap()).unwrap();
+            assert_eq!(
+                reply,
+                ArpRepr::EthernetIpv4 {
+                    operation: ArpOperation::Reply,
+                    source_hardware_addr: EthernetAddress(PORT_MAC),
+                    source_protocol_addr: Ipv4Addr::from(target),
+                    target_hardware_addr: EthernetAddress(PEER_MAC),
+                    target_protocol_addr: Ipv4Addr::from(PEER),
+                }
+            );
+            assert_eq!(&f[0..6], &PEER_MAC);
+            assert_eq!(&f[6..12], &PORT_MAC);
+        }
+        assert_eq!(slow.counters.arp_replies, 2);
+        assert_eq!(
+            slow.neighbors.take_map().unwrap().get(&PEER),
+            Some(&PEER_MAC)
+        );
+    }
+
+    #[test]
+    fn ignores_arp_for_other_hosts_without_learning() {
+        let (mut slow, shared) = setup();
+        let mut f = arp_frame(ArpOperation::Request, PEER, 0x0a00_0177);
+        assert_eq!(handle(&mut slow, &shared, &mut f), Outcome::Drop);
+        assert!(slow.neighbors.is_empty());
+        let mut short = arp_frame(ArpOperation::Request, PEER, PORT_IP);
+        short.truncate(30);
+        assert_eq!(handle(&mut slow, &shared, &mut short), Outcome::Drop);
+        assert_eq!(slow.counters.malformed, 1);
+    }
+
+    #[test]
+    fn answers_ping_to_the_vip() {
+        let (mut slow, shared) = setup();
+        let mut icmp = vec![8u8, 0, 0, 0, 0x12, 0x34, 0, 1, b'h', b'i'];
+        let ck = checksum::checksum(&icmp);
+        icmp[2..4].copy_from_slice(&ck.to_be_bytes());
+        let mut f = vec![0u8; 14];
+        ethernet::set_macs(&mut f, PORT_MAC, PEER_MAC);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let mut ip = [0u8; 20];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = PROTO_ICMP;
+        ip[12..16].copy_from_slice(&PEER.to_be_bytes());
+        ip[16..20].copy_from_slice(&VIP.to_be_bytes());
+        let ck = checksum::checksum(&ip);
+        ip[10..12].copy_from_slice(&ck.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&icmp);
+        assert_eq!(handle(&mut slow, &shared, &mut f), Outcome::Send(0));
+        let Ok(Frame::Ipv4(s)) = parse(&f) else {
+            panic!("reply does not parse")
+        };
+        assert_eq!(
+            (s.src, s.dst, s.icmp_type, s.ttl),
+            (VIP, PEER, ICMP_ECHO_REPLY, OWN_TTL)
+        );
+        assert_eq!(checksum::fold(checksum::sum(&f[s.l4..], 0)), 0xffff);
+        assert_eq!(&f[0..6], &PEER_MAC);
+    }
+
+    #[test]
+    fn builds_arp_requests() {
+        let (_, shared) = setup();
+        let snap = shared.snapshot.load();
+        let mut f = vec![0xaa; ARP_FRAME_LEN];
+        arp_request(&mut f, &snap.ports[0], PEER);
+        let req = ArpRepr::parse(&ArpPacket::new_checked(&f[14..]).unwrap()).unwrap();
+        let ArpRepr::EthernetIpv4 {
+            operation,
+            target_protocol_addr,
+            source_protocol_addr,
+            ..
+        } = req
+        else {
+            panic!("not ethernet/ipv4")
+        };
+        assert_eq!(operation, ArpOperation::Request);
+        assert_eq!(u32::from(target_protocol_addr), PEER);
+        assert_eq!(u32::from(source_protocol_addr), PORT_IP);
+        assert_eq!(&f[0..6], &BROADCAST);
+        assert!(f[42..].iter().all(|&b| b == 0), "padding is zeroed");
+    }
 }

@@ -85,19 +85,20 @@ impl Forwarder {
         frame: &mut [u8],
         in_port: usize,
     ) -> Verdict {
+        // Frames for other hosts are dropped before any parsing effort.
+        let Some(dst_mac) = ethernet::dst(frame) else {
+            return Verdict::Drop(DropReason::BadHeader);
+        };
+        match snap.ports.get(in_port) {
+            Some(p) if dst_mac == p.mac || ethernet::is_group(dst_mac) => {}
+            _ => return Verdict::Drop(DropReason::OtherHost),
+        }
         let mut s = match parse(frame) {
             Ok(Frame::Ipv4(s)) => s,
             Ok(Frame::Arp { .. }) => return Verdict::Control,
             Ok(Frame::Other { .. }) => return Verdict::Drop(DropReason::NotIpv4),
             Err(e) => return Verdict::Drop(parse_drop(e)),
         };
-        let Some(port) = snap.ports.get(in_port) else {
-            return Verdict::Drop(DropReason::OtherHost);
-        };
-        let dst_mac = ethernet::dst(frame);
-        if dst_mac != port.mac && !ethernet::is_group(dst_mac) {
-            return Verdict::Drop(DropReason::OtherHost);
-        }
         if s.proto != PROTO_TCP && s.proto != PROTO_UDP {
             return classify_other(snap, &s);
         }

@@ -273,6 +273,7 @@ fn classification() {
     );
     assert_eq!(r.run(&mut to_port_addr, 0), Verdict::Control);
     let mut arp = vec![0u8; 60];
+    arp[0..6].copy_from_slice(&[0xff; 6]);
     arp[12..14].copy_from_slice(&[0x08, 0x06]);
     assert_eq!(r.run(&mut arp, 0), Verdict::Control);
     let mut v6 = client_seg(SYN);
@@ -386,4 +387,28 @@ fn server_close_first_ends_inactive() {
         .lookup_forward(ip(CLIENT), 40000, PROTO_TCP, ip(VIP), 80)
         .unwrap();
     assert_eq!(info.state, State::TimeWait);
+}
+
+#[test]
+fn malformed_ip_is_dropped_by_reason() {
+    let mut r = rig(64, 1);
+    let mut frag = client_seg(SYN);
+    frag[20] = 0x20; // MF
+    fix_ip_checksum(&mut frag);
+    assert_eq!(r.run(&mut frag, 0), Verdict::Drop(DropReason::Fragment));
+    let mut bad_ck = client_seg(SYN);
+    bad_ck[24] ^= 0x55;
+    assert_eq!(
+        r.run(&mut bad_ck, 0),
+        Verdict::Drop(DropReason::BadIpChecksum)
+    );
+    let mut opts = client_seg(SYN);
+    opts.splice(34..34, [1, 1, 1, 0]);
+    opts[14] = 0x46;
+    opts[16..18].copy_from_slice(&44u16.to_be_bytes());
+    fix_ip_checksum(&mut opts);
+    assert_eq!(r.run(&mut opts, 0), Verdict::Drop(DropReason::IpOptions));
+    let mut tiny = vec![0u8; 4];
+    assert_eq!(r.run(&mut tiny, 0), Verdict::Drop(DropReason::BadHeader));
+    assert!(r.fwd.shared().conns.is_empty());
 }

@@ -55,14 +55,14 @@ pub fn parse(frame: &[u8]) -> Option<Header> {
     })
 }
 
-/// Destination MAC; the caller has checked the frame holds a header.
-pub fn dst(frame: &[u8]) -> [u8; 6] {
-    frame[field::DST].try_into().unwrap_or([0; 6])
+/// Destination MAC, or `None` if the frame is too short to hold one.
+pub fn dst(frame: &[u8]) -> Option<[u8; 6]> {
+    frame.get(field::DST)?.try_into().ok()
 }
 
-/// Source MAC; the caller has checked the frame holds a header.
-pub fn src(frame: &[u8]) -> [u8; 6] {
-    frame[field::SRC].try_into().unwrap_or([0; 6])
+/// Source MAC, or `None` if the frame is too short to hold one.
+pub fn src(frame: &[u8]) -> Option<[u8; 6]> {
+    frame.get(field::SRC)?.try_into().ok()
 }
 
 /// Writes both MAC addresses (frame must hold a header).
