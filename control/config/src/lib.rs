@@ -236,6 +236,17 @@ pub struct Port {
     /// Default gateway reached through this port (at most one port has one).
     #[serde(default, deserialize_with = "de::opt_unicast")]
     pub gateway: Option<Ipv4Addr>,
+    /// IP MTU of the link: tunnel mode answers packets that no longer fit
+    /// after encapsulation with ICMP fragmentation-needed.
+    #[serde(
+        default = "default_mtu",
+        deserialize_with = "de::ranged::<_, u16, 576, 9000>"
+    )]
+    pub mtu: u16,
+}
+
+fn default_mtu() -> u16 {
+    1500
 }
 
 impl Port {
@@ -389,19 +400,26 @@ impl fmt::Display for Scheduler {
     }
 }
 
-/// Forwarding method of a service.
+/// Forwarding method of a service (ipvsadm's `-m`, `-g`, `-i`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Forwarding {
-    /// Full NAT of the destination: the real servers route replies back
-    /// through Pylon.
+    /// Destination NAT: the real servers route replies back through Pylon.
     #[default]
     Nat,
+    /// Direct routing: only the destination MAC changes; the real server
+    /// holds the VIP itself and answers the client directly.
+    Dsr,
+    /// IP-in-IP (RFC 2003) to the real server, which decapsulates and
+    /// answers the client directly.
+    Tunnel,
 }
 
 impl fmt::Display for Forwarding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Forwarding::Nat => "nat",
+            Forwarding::Dsr => "dsr",
+            Forwarding::Tunnel => "tunnel",
         })
     }
 }
@@ -412,11 +430,10 @@ impl<'de> Deserialize<'de> for Forwarding {
         let text = String::deserialize(d)?;
         match text.as_str() {
             "nat" => Ok(Forwarding::Nat),
-            "dsr" | "tunnel" => Err(D::Error::custom(format!(
-                "forwarding method `{text}` is not supported yet; valid values: `nat`"
-            ))),
+            "dsr" => Ok(Forwarding::Dsr),
+            "tunnel" => Ok(Forwarding::Tunnel),
             _ => Err(D::Error::custom(format!(
-                "unknown forwarding method `{text}`; valid values: `nat`"
+                "unknown forwarding method `{text}`; valid values: `nat`, `dsr`, `tunnel`"
             ))),
         }
     }

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use crate::de::subnet_edge;
 use crate::lcores::{lcore_ids, MAX_LCORE};
-use crate::{Config, Port, Service};
+use crate::{Config, Forwarding, Port, Service};
 
 /// At most this many data ports.
 const MAX_PORTS: usize = 16;
@@ -326,6 +326,30 @@ fn servers(
             return invalid(
                 key,
                 format!("{addr} is not on any port's subnet and no port has a gateway"),
+            );
+        }
+        // Direct routing only rewrites the MAC: the server must be on link.
+        if service.forwarding == Forwarding::Dsr
+            && !config.ports.iter().any(|p| p.address.contains(&addr))
+        {
+            return invalid(
+                key,
+                format!(
+                    "{addr} is not on any port's connected subnet; forwarding `dsr` rewrites only \
+                     the MAC, so the server must share a link with Pylon (use `tunnel` for \
+                     servers behind routers)"
+                ),
+            );
+        }
+        // Without NAT the server receives the packet as the client sent it.
+        if service.forwarding != Forwarding::Nat && server.port != service.port {
+            return invalid(
+                format!("services[{i}].servers[{k}].port"),
+                format!(
+                    "{} differs from the service port {}; forwarding `{}` does not translate \
+                     ports (use `nat`, or the same port)",
+                    server.port, service.port, service.forwarding
+                ),
             );
         }
     }

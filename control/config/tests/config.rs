@@ -588,25 +588,76 @@ fn unknown_protocol_and_scheduler() {
     );
 }
 
+/// `WEB` with `forwarding = method` and both servers on port 80.
+fn direct(method: &str) -> String {
+    with("")
+        .replace(
+            "protocol = \"tcp\"",
+            &format!("protocol = \"tcp\"\nforwarding = \"{method}\""),
+        )
+        .replace("port = 8080\n", "")
+}
+
 #[test]
-fn forwarding_other_than_nat_is_not_supported_yet() {
+fn dsr_and_tunnel_accepted_with_same_ports() {
+    for (method, expected) in [("dsr", Forwarding::Dsr), ("tunnel", Forwarding::Tunnel)] {
+        let c = ok(&direct(method));
+        assert_eq!(c.services[0].forwarding, expected);
+        assert_eq!(c.services[0].forwarding.to_string(), method);
+    }
+    assert_eq!(ok(&with("")).ports[0].mtu, 1500);
+}
+
+#[test]
+fn dsr_and_tunnel_do_not_translate_ports() {
     for method in ["dsr", "tunnel"] {
         bad(
-            &with("").replace(
-                "protocol = \"tcp\"",
-                &format!("protocol = \"tcp\"\nforwarding = \"{method}\""),
-            ),
-            "services[0].forwarding",
-            &format!("forwarding method `{method}` is not supported yet; valid values: `nat`"),
+            &direct(method).replace("address = \"10.0.2.12\"", "address = \"10.0.2.12\"\nport = 8080"),
+            "services[0].servers[1].port",
+            &format!("8080 differs from the service port 80; forwarding `{method}` does not translate ports"),
         );
     }
+}
+
+#[test]
+fn dsr_server_must_be_on_link() {
+    // 10.9.9.9 is reachable through the gateway, which is enough for
+    // tunnel but not for direct routing.
+    let routed = |m: &str| direct(m).replace("10.0.2.12", "10.9.9.9");
+    ok(&routed("tunnel"));
+    bad(
+        &routed("dsr"),
+        "services[0].servers[1].address",
+        "10.9.9.9 is not on any port's connected subnet; forwarding `dsr` rewrites only the MAC",
+    );
+}
+
+#[test]
+fn unknown_forwarding_method_is_rejected() {
     bad(
         &with("").replace(
             "protocol = \"tcp\"",
             "protocol = \"tcp\"\nforwarding = \"fullnat\"",
         ),
         "services[0].forwarding",
-        "unknown forwarding method `fullnat`; valid values: `nat`",
+        "unknown forwarding method `fullnat`; valid values: `nat`, `dsr`, `tunnel`",
+    );
+}
+
+#[test]
+fn port_mtu_range() {
+    let c = ok(&with("").replace(
+        "address = \"10.0.2.1/24\"",
+        "address = \"10.0.2.1/24\"\nmtu = 9000",
+    ));
+    assert_eq!(c.ports[1].mtu, 9000);
+    bad(
+        &with("").replace(
+            "address = \"10.0.2.1/24\"",
+            "address = \"10.0.2.1/24\"\nmtu = 100",
+        ),
+        "ports[1].mtu",
+        "100 is out of range 576..=9000",
     );
 }
 

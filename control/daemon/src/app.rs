@@ -3,12 +3,12 @@
 use crate::neighbors::NeighborManager;
 use crate::slowpath::{self, Outcome, SlowCounters, SlowPath, ARP_FRAME_LEN};
 use crate::stats::{self, StatsView};
-use pylon_config::{Config, Protocol, Scheduler as SchedKind};
+use pylon_config::{Config, Forwarding, Protocol, Scheduler as SchedKind};
 use pylon_conntrack::{Table, Timeouts};
 use pylon_dataplane::counters::WorkerCounters;
 use pylon_dataplane::forward::{release, Forwarder};
 use pylon_dataplane::shared::Shared;
-use pylon_dataplane::snapshot::{PortInfo, Server, Service, Snapshot};
+use pylon_dataplane::snapshot::{Mode, PortInfo, Server, Service, Snapshot};
 use pylon_dataplane::worker::{ControlRing, IdleBackoff, Worker};
 use pylon_dpdk::{Eal, Mbuf, Mempool, Port, PortConf};
 use pylon_sched::Kind;
@@ -150,6 +150,11 @@ fn snapshot(cfg: &Config, ports: Vec<PortInfo>) -> Result<Snapshot, Error> {
                 Protocol::Udp => PROTO_UDP,
             },
             scheduler: kind(svc.scheduler),
+            mode: match svc.forwarding {
+                Forwarding::Nat => Mode::Nat,
+                Forwarding::Dsr => Mode::Dsr,
+                Forwarding::Tunnel => Mode::Tunnel,
+            },
             servers,
         });
     }
@@ -215,6 +220,7 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
             addr: u32::from(p.address.addr()),
             mask: u32::from(p.address.netmask()),
             gateway: p.gateway.map(u32::from),
+            mtu: p.mtu,
         });
         spare_rx.push(spare);
         ports.0.push((p.name.clone(), port));

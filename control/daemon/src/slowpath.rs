@@ -221,7 +221,7 @@ pub fn arp_request(frame: &mut [u8], info: &PortInfo, target: u32) {
 mod tests {
     use super::*;
     use pylon_conntrack::{Table, Timeouts};
-    use pylon_dataplane::snapshot::Service;
+    use pylon_dataplane::snapshot::{Mode, Service};
     use pylon_sched::Kind;
 
     const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -237,6 +237,7 @@ mod tests {
             addr: PORT_IP,
             mask: 0xffff_ff00,
             gateway: None,
+            mtu: 1500,
         };
         let svc = Service {
             name: "web".into(),
@@ -244,6 +245,7 @@ mod tests {
             port: 80,
             proto: 6,
             scheduler: Kind::Wlc,
+            mode: Mode::Nat,
             servers: vec![],
         };
         let shared = Shared::new(

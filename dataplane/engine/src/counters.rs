@@ -37,10 +37,14 @@ pub enum DropReason {
     TxFull,
     /// Chained mbufs (jumbo frames split across segments) are not handled.
     MultiSegment,
+    /// Does not fit the tunnel (answered with ICMP when DF is set).
+    TooBig,
+    /// No mbuf headroom for the tunnel header.
+    NoHeadroom,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::NotIpv4,
         DropReason::OtherHost,
         DropReason::BadHeader,
@@ -57,6 +61,8 @@ impl DropReason {
         DropReason::ControlRingFull,
         DropReason::TxFull,
         DropReason::MultiSegment,
+        DropReason::TooBig,
+        DropReason::NoHeadroom,
     ];
 
     /// Stable snake_case name used in stats output.
@@ -78,6 +84,8 @@ impl DropReason {
             DropReason::ControlRingFull => "control_ring_full",
             DropReason::TxFull => "tx_full",
             DropReason::MultiSegment => "multi_segment",
+            DropReason::TooBig => "too_big",
+            DropReason::NoHeadroom => "no_headroom",
         }
     }
 }
@@ -89,6 +97,11 @@ pub struct WorkerCounters {
     pub rx_packets: AtomicU64,
     pub tx_packets: AtomicU64,
     pub to_control: AtomicU64,
+    /// Client->service packets forwarded, and NAT replies translated.
+    pub forward_packets: AtomicU64,
+    pub reply_packets: AtomicU64,
+    /// ICMP errors the worker generated (fragmentation needed).
+    pub icmp_sent: AtomicU64,
     /// Polls that found every RX queue empty, and polls that did not:
     /// their ratio is the worker's idle share.
     pub idle_polls: AtomicU64,

@@ -5,12 +5,12 @@
 use crate::counters::DropReason;
 use crate::neighbor::NeighborMap;
 use crate::shared::Shared;
-use crate::snapshot::{Service, Snapshot};
+use crate::snapshot::{Mode, Service, Snapshot};
 use pylon_conntrack::{initial_state, is_active, ConnInfo, ConnRef, Dir, State, TcpFlags};
 use pylon_sched::{Candidate, Scheduler};
-use pylon_wire::ethernet;
 use pylon_wire::frame::{tcp_flags, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use pylon_wire::rewrite::{decrement_ttl, set_endpoint, End};
+use pylon_wire::{ethernet, ipip};
 use pylon_wire::{parse, Frame, Ipv4Summary, ParseError};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -18,8 +18,13 @@ use std::sync::Arc;
 /// What to do with a frame after [`Forwarder::process`] has rewritten it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Transmit on this port index.
+    /// Client->service packet: transmit on this port index.
     Forward(usize),
+    /// NAT reply translated for the client: transmit on this port index.
+    Reply(usize),
+    /// The packet did not fit the tunnel and was rewritten into an ICMP
+    /// fragmentation-needed for its sender: transmit on this port index.
+    TooBig(usize),
     /// Hand to the control lcore (ARP, ICMP for us, other local traffic).
     Control,
     Drop(DropReason),
@@ -31,12 +36,40 @@ pub fn is_icmp_error(icmp_type: u8) -> bool {
     matches!(icmp_type, 3 | 11 | 12)
 }
 
+/// A received frame the forwarder may rewrite, grow at the front (tunnel
+/// encapsulation) or shorten. Implemented by DPDK mbufs and, for tests,
+/// by `Vec<u8>`.
+pub trait FrameBuf {
+    fn frame(&mut self) -> &mut [u8];
+    /// Grows the frame by `n` bytes at the front; false without headroom.
+    fn prepend(&mut self, n: usize) -> bool;
+    /// Shortens the frame to `len` bytes (drops Ethernet padding).
+    fn truncate(&mut self, len: usize);
+}
+
+impl FrameBuf for Vec<u8> {
+    fn frame(&mut self) -> &mut [u8] {
+        self
+    }
+
+    fn prepend(&mut self, n: usize) -> bool {
+        self.splice(0..0, std::iter::repeat_n(0, n));
+        true
+    }
+
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+}
+
 /// One worker's forwarding state: shared tables plus worker-local
 /// scheduler instances (rr/wrr positions need no atomics this way).
 pub struct Forwarder {
     shared: Arc<Shared>,
     scheds: Vec<Scheduler>,
     generation: Option<u64>,
+    /// IPv4 identification for outer tunnel headers.
+    tunnel_id: u16,
 }
 
 impl Forwarder {
@@ -45,6 +78,7 @@ impl Forwarder {
             shared,
             scheds: Vec::new(),
             generation: None,
+            tunnel_id: 0,
         }
     }
 
@@ -77,14 +111,15 @@ impl Forwarder {
     }
 
     /// Decides the fate of one frame, rewriting it in place when forwarded.
-    pub fn process(
+    pub fn process<B: FrameBuf>(
         &mut self,
         snap: &Snapshot,
         neigh: &NeighborMap,
         now: u32,
-        frame: &mut [u8],
+        buf: &mut B,
         in_port: usize,
     ) -> Verdict {
+        let frame = buf.frame();
         // Frames for other hosts are dropped before any parsing effort.
         let Some(dst_mac) = ethernet::dst(frame) else {
             return Verdict::Drop(DropReason::BadHeader);
@@ -109,12 +144,17 @@ impl Forwarder {
             if s.ttl <= 1 {
                 return Verdict::Drop(DropReason::TtlExpired);
             }
-            return match self.track_original(idx, svc, &s, now) {
-                Ok(conn) => {
+            let conn = match self.track_original(idx, svc, &s, now) {
+                Ok(conn) => conn,
+                Err(reason) => return Verdict::Drop(reason),
+            };
+            return match svc.mode {
+                Mode::Nat => {
                     set_endpoint(frame, &mut s, End::Destination, conn.rip, conn.rport);
                     route_out(&self.shared, snap, neigh, frame, &mut s, conn.rip)
                 }
-                Err(reason) => Verdict::Drop(reason),
+                Mode::Dsr => self.direct(snap, neigh, frame, conn.rip),
+                Mode::Tunnel => self.tunnel(snap, neigh, buf, &mut s, conn.rip, in_port),
             };
         }
         let conns = &self.shared.conns;
@@ -125,12 +165,79 @@ impl Forwarder {
             self.on_packet(r, &conn, Dir::Reply, &s, now);
             set_endpoint(frame, &mut s, End::Source, conn.vip, conn.vport);
             let client = conn.client_ip;
-            return route_out(&self.shared, snap, neigh, frame, &mut s, client);
+            return match route_out(&self.shared, snap, neigh, frame, &mut s, client) {
+                Verdict::Forward(port) => Verdict::Reply(port),
+                other => other,
+            };
         }
         if snap.is_local(s.dst) {
             return Verdict::Control;
         }
         Verdict::Drop(DropReason::NotForService)
+    }
+
+    /// Direct routing: the packet goes unchanged to the real server's MAC
+    /// (IPVS `-g`); the server holds the VIP and answers the client itself.
+    /// As a bridge-like L2 step it leaves the TTL alone, as IPVS does.
+    fn direct(&self, snap: &Snapshot, neigh: &NeighborMap, frame: &mut [u8], rip: u32) -> Verdict {
+        let Some((out, next_hop)) = snap.route(rip) else {
+            return Verdict::Drop(DropReason::NoNeighbor);
+        };
+        let Some(&mac) = neigh.get(&next_hop) else {
+            self.shared.neighbors.request(next_hop);
+            return Verdict::Drop(DropReason::NoNeighbor);
+        };
+        ethernet::set_macs(frame, mac, snap.ports[out].mac);
+        Verdict::Forward(out)
+    }
+
+    /// IP-in-IP to the real server (IPVS `-i`, RFC 2003). A packet that no
+    /// longer fits the output port's MTU is answered with ICMP
+    /// fragmentation-needed when it has DF set (RFC 1191), and dropped
+    /// otherwise: Pylon does not fragment (modern stacks send DF).
+    fn tunnel<B: FrameBuf>(
+        &mut self,
+        snap: &Snapshot,
+        neigh: &NeighborMap,
+        buf: &mut B,
+        s: &mut Ipv4Summary,
+        rip: u32,
+        in_port: usize,
+    ) -> Verdict {
+        let Some((out, next_hop)) = snap.route(rip) else {
+            return Verdict::Drop(DropReason::NoNeighbor);
+        };
+        let port = &snap.ports[out];
+        let mtu = usize::from(port.mtu);
+        if usize::from(s.total_len) + ipip::OUTER_LEN > mtu {
+            let frame = buf.frame();
+            if !ipip::dont_fragment(frame, s) {
+                return Verdict::Drop(DropReason::TooBig);
+            }
+            let next_hop_mtu = (mtu - ipip::OUTER_LEN) as u16;
+            let Some(len) = ipip::frag_needed(frame, s, s.dst, next_hop_mtu) else {
+                return Verdict::Drop(DropReason::TooBig);
+            };
+            let sender = ethernet::src(frame).unwrap_or(ethernet::BROADCAST);
+            ethernet::set_macs(frame, sender, snap.ports[in_port].mac);
+            buf.truncate(len);
+            return Verdict::TooBig(in_port);
+        }
+        let Some(&mac) = neigh.get(&next_hop) else {
+            self.shared.neighbors.request(next_hop);
+            return Verdict::Drop(DropReason::NoNeighbor);
+        };
+        // Forwarding through a tunnel is a hop (RFC 2003 §3.1).
+        decrement_ttl(buf.frame(), s);
+        if !buf.prepend(ipip::OUTER_LEN) {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        }
+        self.tunnel_id = self.tunnel_id.wrapping_add(1);
+        let frame = buf.frame();
+        let len = ipip::encapsulate(frame, s, port.addr, rip, self.tunnel_id);
+        ethernet::set_macs(frame, mac, port.mac);
+        buf.truncate(len);
+        Verdict::Forward(out)
     }
 
     /// Finds or creates the connection of a client->VIP packet.
@@ -149,7 +256,7 @@ impl Forwarder {
             // client port (IPVS conn_reuse_mode): schedule it afresh.
             let reusable = matches!(conn.state, State::TimeWait | State::Close);
             if !(s.proto == PROTO_TCP && pure_syn && reusable) {
-                self.on_packet(r, &conn, Dir::Original, s, now);
+                self.on_packet(r, &conn, svc.mode.original_dir(), s, now);
                 return Ok(conn);
             }
             let servers = &self.shared.servers;
@@ -173,7 +280,7 @@ impl Forwarder {
             rport: server.port,
             proto: s.proto,
             state: if s.proto == PROTO_TCP {
-                initial_state(Dir::Original, TcpFlags::from_bits(s.tcp_flags))
+                initial_state(svc.mode.original_dir(), TcpFlags::from_bits(s.tcp_flags))
             } else {
                 State::Udp
             },

@@ -1,6 +1,7 @@
 //! The published configuration the workers forward by: an immutable
 //! snapshot swapped atomically (RCU style) and loaded once per burst.
 
+use pylon_conntrack::Dir;
 use pylon_sched::Kind;
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -12,6 +13,8 @@ pub struct PortInfo {
     pub addr: u32,
     pub mask: u32,
     pub gateway: Option<u32>,
+    /// IP MTU of the link.
+    pub mtu: u16,
 }
 
 impl PortInfo {
@@ -32,6 +35,26 @@ pub struct Server {
     pub weight: u32,
 }
 
+/// How a service reaches its real servers (ipvsadm `-m`, `-g`, `-i`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Nat,
+    Dsr,
+    Tunnel,
+}
+
+impl Mode {
+    /// How a client->server packet counts for the TCP state machine: with
+    /// DSR and tunnel the replies bypass Pylon, so the connection is
+    /// tracked from the client side alone (IPVS's INPUT_ONLY table).
+    pub fn original_dir(self) -> Dir {
+        match self {
+            Mode::Nat => Dir::Original,
+            Mode::Dsr | Mode::Tunnel => Dir::OriginalOnly,
+        }
+    }
+}
+
 /// A virtual service.
 #[derive(Clone, Debug)]
 pub struct Service {
@@ -40,6 +63,7 @@ pub struct Service {
     pub port: u16,
     pub proto: u8,
     pub scheduler: Kind,
+    pub mode: Mode,
     pub servers: Vec<Server>,
 }
 

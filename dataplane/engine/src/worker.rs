@@ -3,12 +3,29 @@
 //! every round, and an optional back-off when idle.
 
 use crate::counters::{DropReason, WorkerCounters};
-use crate::forward::{Forwarder, Verdict};
+use crate::forward::{Forwarder, FrameBuf, Verdict};
 use crossbeam_queue::ArrayQueue;
 use pylon_dpdk::{Burst, Mbuf, RxQueue, TxQueue};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+impl FrameBuf for Mbuf {
+    fn frame(&mut self) -> &mut [u8] {
+        self.data_mut()
+    }
+
+    fn prepend(&mut self, n: usize) -> bool {
+        u16::try_from(n).is_ok_and(|n| Mbuf::prepend(self, n))
+    }
+
+    fn truncate(&mut self, len: usize) {
+        let excess = self.data().len().saturating_sub(len);
+        if let Ok(n) = u16::try_from(excess) {
+            self.trim(n);
+        }
+    }
+}
 
 /// A frame for the control lcore and the port it came in on.
 pub struct ToControl {
@@ -113,12 +130,25 @@ impl Worker {
             let mut batch = std::mem::replace(&mut self.rx_buf, Burst::new());
             for mut mbuf in batch.drain() {
                 let verdict = if mbuf.is_contiguous() {
-                    self.fwd.process(&snap, &neigh, now, mbuf.data_mut(), port)
+                    self.fwd.process(&snap, &neigh, now, &mut mbuf, port)
                 } else {
                     Verdict::Drop(DropReason::MultiSegment)
                 };
+                let c = &self.counters;
                 match verdict {
-                    Verdict::Forward(out) => self.send(out, mbuf),
+                    Verdict::Forward(out) => {
+                        WorkerCounters::add(&c.forward_packets, 1);
+                        self.send(out, mbuf);
+                    }
+                    Verdict::Reply(out) => {
+                        WorkerCounters::add(&c.reply_packets, 1);
+                        self.send(out, mbuf);
+                    }
+                    Verdict::TooBig(out) => {
+                        c.count_drop(DropReason::TooBig);
+                        WorkerCounters::add(&c.icmp_sent, 1);
+                        self.send(out, mbuf);
+                    }
                     Verdict::Control => self.hand_to_control(mbuf, port),
                     Verdict::Drop(reason) => self.counters.count_drop(reason),
                 }

@@ -6,7 +6,7 @@ use pylon_dataplane::forward::{Forwarder, Verdict};
 use pylon_dataplane::icmp::{translate_error, Translated};
 use pylon_dataplane::neighbor::NeighborMap;
 use pylon_dataplane::shared::Shared;
-use pylon_dataplane::snapshot::{PortInfo, Server, Service, Snapshot};
+use pylon_dataplane::snapshot::{Mode, PortInfo, Server, Service, Snapshot};
 use pylon_sched::Kind;
 use pylon_wire::checksum;
 use pylon_wire::frame::fixtures::{checksums_valid, fix_ip_checksum, tcp_frame, udp_frame};
@@ -42,6 +42,7 @@ fn rig(capacity: u32, weight: u32) -> Rig {
             addr: ip([10, 0, 1, 1]),
             mask: 0xffff_ff00,
             gateway: None,
+            mtu: 1500,
         },
         PortInfo {
             name: "servers".into(),
@@ -49,6 +50,7 @@ fn rig(capacity: u32, weight: u32) -> Rig {
             addr: ip([10, 0, 2, 1]),
             mask: 0xffff_ff00,
             gateway: None,
+            mtu: 1500,
         },
     ];
     let server = Server {
@@ -57,20 +59,28 @@ fn rig(capacity: u32, weight: u32) -> Rig {
         port: 8080,
         weight,
     };
-    let services = [(PROTO_TCP, 80), (PROTO_UDP, 53)]
-        .into_iter()
-        .map(|(proto, port)| Service {
-            name: format!("svc{port}"),
-            vip: ip(VIP),
-            port,
-            proto,
-            scheduler: Kind::Wlc,
-            servers: vec![Server {
-                id: if proto == PROTO_TCP { 0 } else { 1 },
-                ..server.clone()
-            }],
-        })
-        .collect();
+    let services = [
+        (PROTO_TCP, 80, Mode::Nat, 8080),
+        (PROTO_UDP, 53, Mode::Nat, 8080),
+        (PROTO_TCP, 81, Mode::Dsr, 81),
+        (PROTO_TCP, 82, Mode::Tunnel, 82),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(id, (proto, port, mode, rport))| Service {
+        name: format!("svc{port}"),
+        vip: ip(VIP),
+        port,
+        proto,
+        scheduler: Kind::Wlc,
+        mode,
+        servers: vec![Server {
+            id: id as u16,
+            port: rport,
+            ..server.clone()
+        }],
+    })
+    .collect();
     let snap = Snapshot::new(1, ports, services);
     let table = Table::new(capacity, Timeouts::default()).unwrap();
     let shared = Arc::new(Shared::new(snap, table, 16));
@@ -84,7 +94,7 @@ fn rig(capacity: u32, weight: u32) -> Rig {
 }
 
 impl Rig {
-    fn run(&mut self, frame: &mut [u8], port: usize) -> Verdict {
+    fn run(&mut self, frame: &mut Vec<u8>, port: usize) -> Verdict {
         self.fwd.process(&self.snap, &self.neigh, 1000, frame, port)
     }
 
@@ -135,7 +145,7 @@ fn nat_both_directions_through_a_tcp_lifecycle() {
     assert_eq!(r.stats(), (1, 0), "a new connection is active");
 
     let mut synack = server_seg(SYN | ACK);
-    assert_eq!(r.run(&mut synack, 1), Verdict::Forward(0));
+    assert_eq!(r.run(&mut synack, 1), Verdict::Reply(0));
     let s = summary(&synack);
     assert_eq!(
         (s.src, s.sport, s.dst, s.dport),
@@ -298,7 +308,7 @@ fn udp_flow_both_ways() {
     assert!(checksums_valid(&q));
     let mut a = udp_frame(RS, CLIENT, 8080, 5353, b"answer");
     a[0..6].copy_from_slice(&SERVER_PORT_MAC);
-    assert_eq!(r.run(&mut a, 1), Verdict::Forward(0));
+    assert_eq!(r.run(&mut a, 1), Verdict::Reply(0));
     let s = summary(&a);
     assert_eq!((s.src, s.sport), (ip(VIP), 53));
     assert!(checksums_valid(&a));
@@ -377,7 +387,10 @@ fn server_close_first_ends_inactive() {
         } else {
             (server_seg(flags), 1)
         };
-        assert!(matches!(r.run(&mut f, port), Verdict::Forward(_)));
+        assert!(matches!(
+            r.run(&mut f, port),
+            Verdict::Forward(_) | Verdict::Reply(_)
+        ));
     }
     assert_eq!(r.stats(), (0, 1));
     let (_, info) = r
@@ -411,4 +424,108 @@ fn malformed_ip_is_dropped_by_reason() {
     let mut tiny = vec![0u8; 4];
     assert_eq!(r.run(&mut tiny, 0), Verdict::Drop(DropReason::BadHeader));
     assert!(r.fwd.shared().conns.is_empty());
+}
+
+fn to_port(port: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    tcp_frame(
+        CLIENT_PORT_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40000,
+        port,
+        flags,
+        payload,
+    )
+}
+
+#[test]
+fn dsr_rewrites_only_the_mac_and_tracks_one_direction() {
+    let mut r = rig(64, 1);
+    let mut syn = to_port(81, SYN, b"");
+    let before = syn.clone();
+    assert_eq!(r.run(&mut syn, 0), Verdict::Forward(1));
+    assert_eq!(&syn[0..6], &RS_MAC);
+    assert_eq!(&syn[6..12], &SERVER_PORT_MAC);
+    assert_eq!(
+        &syn[12..],
+        &before[12..],
+        "IP and TCP untouched, TTL included"
+    );
+    let shared = Arc::clone(r.fwd.shared());
+    let stats = |id: usize| {
+        (
+            shared.servers[id].active.load(Relaxed),
+            shared.servers[id].inactive.load(Relaxed),
+        )
+    };
+    assert_eq!(stats(2), (1, 0));
+    // The client's ACK completes the handshake in the input-only table.
+    assert_eq!(r.run(&mut to_port(81, ACK, b""), 0), Verdict::Forward(1));
+    let (_, info) = shared
+        .conns
+        .lookup_forward(ip(CLIENT), 40000, PROTO_TCP, ip(VIP), 81)
+        .unwrap();
+    assert_eq!(info.state, State::Established);
+    // The client's FIN alone closes it.
+    assert_eq!(
+        r.run(&mut to_port(81, FIN | ACK, b""), 0),
+        Verdict::Forward(1)
+    );
+    assert_eq!(stats(2), (0, 1));
+}
+
+#[test]
+fn tunnel_encapsulates_in_ipip() {
+    let mut r = rig(64, 1);
+    let mut syn = to_port(82, SYN, b"data");
+    let inner = syn[14..].to_vec();
+    assert_eq!(r.run(&mut syn, 0), Verdict::Forward(1));
+    assert_eq!(syn.len(), 14 + 20 + inner.len());
+    assert_eq!(&syn[0..6], &RS_MAC);
+    let outer = summary(&syn);
+    assert_eq!(
+        (outer.proto, outer.src, outer.dst),
+        (4, ip([10, 0, 2, 1]), ip(RS))
+    );
+    let mut expected = inner.clone();
+    expected[8] -= 1; // inner TTL decremented: a forwarding hop
+    assert_eq!(&syn[34..42], &expected[..8]);
+    assert_eq!(
+        &syn[46..],
+        &expected[12..],
+        "addresses, ports, payload unchanged"
+    );
+    assert_eq!(
+        checksum::fold(checksum::sum(&syn[34..54], 0)),
+        0xffff,
+        "inner IP checksum"
+    );
+}
+
+#[test]
+fn tunnel_answers_df_packets_that_do_not_fit() {
+    let mut r = rig(64, 1);
+    let mut big = to_port(82, SYN, &[0x55; 1460]);
+    let sent = big[14..42].to_vec();
+    assert_eq!(r.run(&mut big, 0), Verdict::TooBig(0));
+    let s = summary(&big);
+    assert_eq!(
+        (s.src, s.dst, s.icmp_type, s.icmp_code),
+        (ip(VIP), ip(CLIENT), 3, 4)
+    );
+    assert_eq!(&big[s.l4 + 6..s.l4 + 8], &1480u16.to_be_bytes());
+    assert_eq!(&big[s.l4 + 8..], &sent[..]);
+    assert_eq!(&big[0..6], &CLIENT_MAC);
+    assert_eq!(&big[6..12], &CLIENT_PORT_MAC);
+    // Without DF it is dropped: Pylon does not fragment.
+    let mut big = to_port(82, SYN, &[0x55; 1460]);
+    big[20] = 0;
+    fix_ip_checksum(&mut big);
+    assert_eq!(r.run(&mut big, 0), Verdict::Drop(DropReason::TooBig));
+    // 1480 bytes fit exactly.
+    assert_eq!(
+        r.run(&mut to_port(82, SYN, &[0x55; 1440]), 0),
+        Verdict::Forward(1)
+    );
 }

@@ -10,6 +10,7 @@
 pub mod checksum;
 pub mod ethernet;
 pub mod frame;
+pub mod ipip;
 pub mod rewrite;
 
 pub use frame::{parse, Frame, Ipv4Summary, ParseError};
