@@ -8,6 +8,8 @@ DEBS := libdpdk-dev dpdk pkg-config clang libclang-dev iproute2 ethtool \
         python3 curl iputils-ping procps
 # Seconds the demo runs before exiting by itself (unset: until Ctrl-C).
 DEMO_SECONDS ?=
+# Forwarding mode the demo shows: nat, dsr or tunnel.
+MODE ?= nat
 
 .PHONY: all deps build test unit e2e demo fuzz clippy fmt clean
 
@@ -36,7 +38,7 @@ e2e: build
 	$(CARGO) test --release -p pktgen-tests -- --test-threads=1
 
 demo: build
-	DEMO_SECONDS=$(DEMO_SECONDS) ./target/release/pylon-demo
+	DEMO_SECONDS=$(DEMO_SECONDS) MODE=$(MODE) ./target/release/pylon-demo
 
 # Fuzz the frame parser and the NAT rewrite (cargo-fuzz on stable via
 # RUSTC_BOOTSTRAP); FUZZ_SECONDS bounds the run.
