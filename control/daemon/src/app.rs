@@ -156,6 +156,7 @@ fn snapshot(cfg: &Config, ports: Vec<PortInfo>) -> Result<Snapshot, Error> {
                 Forwarding::Tunnel => Mode::Tunnel,
             },
             servers,
+            sorry: None,
         });
     }
     Ok(Snapshot::new(1, ports, services))

@@ -247,6 +247,7 @@ mod tests {
             scheduler: Kind::Wlc,
             mode: Mode::Nat,
             servers: vec![],
+            sorry: None,
         };
         let shared = Shared::new(
             Snapshot::new(1, vec![port], vec![svc]),

@@ -33,6 +33,7 @@ fn worker_json(lcore: u32, c: &WorkerCounters) -> Value {
         "forward_packets": WorkerCounters::get(&c.forward_packets),
         "reply_packets": WorkerCounters::get(&c.reply_packets),
         "icmp_sent": WorkerCounters::get(&c.icmp_sent),
+        "rst_sent": WorkerCounters::get(&c.rst_sent),
         "idle_polls": WorkerCounters::get(&c.idle_polls),
         "busy_polls": WorkerCounters::get(&c.busy_polls),
         "drops": drops,

@@ -25,7 +25,8 @@ pub enum DropReason {
     NotForService,
     /// TCP segment other than a pure SYN with no connection entry.
     NoConnection,
-    /// Every real server of the service has weight 0.
+    /// Every real server of the service is down or quiesced (weight 0)
+    /// and there is no sorry server; TCP SYNs are answered with a RST.
     NoRealServer,
     /// The connection table is at capacity.
     TableFull,
@@ -102,6 +103,8 @@ pub struct WorkerCounters {
     pub reply_packets: AtomicU64,
     /// ICMP errors the worker generated (fragmentation needed).
     pub icmp_sent: AtomicU64,
+    /// RSTs refusing connections no real server could take.
+    pub rst_sent: AtomicU64,
     /// Polls that found every RX queue empty, and polls that did not:
     /// their ratio is the worker's idle share.
     pub idle_polls: AtomicU64,

@@ -9,7 +9,7 @@ use crate::snapshot::{Mode, Service, Snapshot};
 use pylon_conntrack::{initial_state, is_active, ConnInfo, ConnRef, Dir, State, TcpFlags};
 use pylon_sched::{Candidate, Scheduler};
 use pylon_wire::frame::{tcp_flags, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
-use pylon_wire::rewrite::{decrement_ttl, set_endpoint, End};
+use pylon_wire::rewrite::{decrement_ttl, set_endpoint, tcp_reset_reply, End};
 use pylon_wire::{ethernet, ipip};
 use pylon_wire::{parse, Frame, Ipv4Summary, ParseError};
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,6 +22,9 @@ pub enum Verdict {
     Forward(usize),
     /// NAT reply translated for the client: transmit on this port index.
     Reply(usize),
+    /// No real server could take the new TCP connection: the SYN was
+    /// rewritten into a RST for the client; transmit on this port index.
+    Refused(usize),
     /// The packet did not fit the tunnel and was rewritten into an ICMP
     /// fragmentation-needed for its sender: transmit on this port index.
     TooBig(usize),
@@ -146,6 +149,13 @@ impl Forwarder {
             }
             let conn = match self.track_original(idx, svc, &s, now) {
                 Ok(conn) => conn,
+                // Refused at once rather than left to time out (UDP has no
+                // such answer and is only dropped).
+                Err(DropReason::NoRealServer) if s.proto == PROTO_TCP => {
+                    let len = reset_reply(frame, &s, snap.ports[in_port].mac);
+                    buf.truncate(len);
+                    return Verdict::Refused(in_port);
+                }
                 Err(reason) => return Verdict::Drop(reason),
             };
             return match svc.mode {
@@ -266,11 +276,11 @@ impl Forwarder {
         if s.proto == PROTO_TCP && !pure_syn {
             return Err(DropReason::NoConnection);
         }
-        let sched = &mut self.scheds[idx];
-        let pick = sched
-            .pick(&self.shared.servers)
-            .ok_or(DropReason::NoRealServer)?;
-        let server = &svc.servers[pick];
+        // Every server down or quiesced: the sorry server, if any, takes it.
+        let server = match self.scheds[idx].pick(&self.shared.servers) {
+            Some(i) => &svc.servers[i],
+            None => svc.sorry.as_ref().ok_or(DropReason::NoRealServer)?,
+        };
         let info = ConnInfo {
             client_ip: s.src,
             client_port: s.sport,
@@ -343,6 +353,13 @@ pub fn route_out(
     };
     ethernet::set_macs(frame, mac, snap.ports[out].mac);
     Verdict::Forward(out)
+}
+
+/// Turns a TCP segment into the RST refusing it, back out of its port.
+fn reset_reply(frame: &mut [u8], s: &Ipv4Summary, port_mac: [u8; 6]) -> usize {
+    let sender = ethernet::src(frame).unwrap_or(ethernet::BROADCAST);
+    ethernet::set_macs(frame, sender, port_mac);
+    tcp_reset_reply(frame, s)
 }
 
 /// Takes an expired connection off its server's counters.

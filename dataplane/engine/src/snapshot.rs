@@ -65,6 +65,9 @@ pub struct Service {
     pub scheduler: Kind,
     pub mode: Mode,
     pub servers: Vec<Server>,
+    /// Takes new connections when no real server can (all down or
+    /// quiesced); without one they are refused.
+    pub sorry: Option<Server>,
 }
 
 /// Everything a worker needs to forward, immutable once published.

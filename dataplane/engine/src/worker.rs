@@ -144,6 +144,11 @@ impl Worker {
                         WorkerCounters::add(&c.reply_packets, 1);
                         self.send(out, mbuf);
                     }
+                    Verdict::Refused(out) => {
+                        c.count_drop(DropReason::NoRealServer);
+                        WorkerCounters::add(&c.rst_sent, 1);
+                        self.send(out, mbuf);
+                    }
                     Verdict::TooBig(out) => {
                         c.count_drop(DropReason::TooBig);
                         WorkerCounters::add(&c.icmp_sent, 1);

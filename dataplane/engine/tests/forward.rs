@@ -79,6 +79,7 @@ fn rig(capacity: u32, weight: u32) -> Rig {
             port: rport,
             ..server.clone()
         }],
+        sorry: None,
     })
     .collect();
     let snap = Snapshot::new(1, ports, services);
@@ -211,12 +212,22 @@ fn ttl_one_is_not_forwarded() {
 }
 
 #[test]
-fn quiesced_server_gets_no_new_connections() {
+fn quiesced_server_gets_no_new_connections_and_the_client_a_reset() {
     let mut r = rig(64, 0);
+    let mut syn = client_seg(SYN);
+    assert_eq!(r.run(&mut syn, 0), Verdict::Refused(0));
+    let s = summary(&syn);
     assert_eq!(
-        r.run(&mut client_seg(SYN), 0),
-        Verdict::Drop(DropReason::NoRealServer)
+        (s.src, s.dst, s.sport, s.dport),
+        (ip(VIP), ip(CLIENT), 80, 40000)
     );
+    assert_eq!(s.tcp_flags, RST | ACK);
+    assert_eq!(&syn[0..6], &CLIENT_MAC);
+    assert!(checksums_valid(&syn));
+    let mut udp = udp_frame(CLIENT, VIP, 5353, 53, b"q");
+    udp[0..6].copy_from_slice(&CLIENT_PORT_MAC);
+    assert_eq!(r.run(&mut udp, 0), Verdict::Drop(DropReason::NoRealServer));
+    assert!(r.fwd.shared().conns.is_empty());
 }
 
 #[test]

@@ -125,3 +125,109 @@ mod tests {
         assert_eq!(&f[36..38], &9u16.to_be_bytes());
     }
 }
+
+/// Rewrites a TCP segment in place into the RST that refuses it, as a
+/// closed port answers (RFC 9293 §3.10.7.1): from the segment's
+/// destination back to its source, `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`
+/// for a segment without ACK, `<SEQ=SEG.ACK><CTL=RST>` otherwise. The
+/// caller sets the MACs. Returns the new frame length.
+pub fn tcp_reset_reply(f: &mut [u8], s: &Ipv4Summary) -> usize {
+    use crate::frame::tcp_flags::{ACK, FIN, RST, SYN};
+    let l4 = s.l4;
+    let seq = u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]);
+    let ack = u32::from_be_bytes([f[l4 + 8], f[l4 + 9], f[l4 + 10], f[l4 + 11]]);
+    let doff = usize::from(f[l4 + 12] >> 4) * 4;
+    let payload = usize::from(s.total_len) - (l4 - s.l3) - doff;
+    let seg_len =
+        payload as u32 + u32::from(s.tcp_flags & SYN != 0) + u32::from(s.tcp_flags & FIN != 0);
+    let (out_seq, out_ack, flags) = if s.tcp_flags & ACK != 0 {
+        (ack, 0, RST)
+    } else {
+        (0, seq.wrapping_add(seg_len), RST | ACK)
+    };
+    let ip = s.l3;
+    let total: u16 = 40;
+    f[ip + 1] = 0;
+    f[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
+    f[ip + 6..ip + 8].copy_from_slice(&[0x40, 0]); // DF, as Linux sends RSTs
+    f[ip + ipv4_field::TTL] = 64;
+    put32(f, ip + ipv4_field::SRC, s.dst);
+    put32(f, ip + ipv4_field::DST, s.src);
+    f[ip + ipv4_field::CHECKSUM..ip + ipv4_field::CHECKSUM + 2].copy_from_slice(&[0, 0]);
+    let ck = crate::checksum::checksum(&f[ip..ip + 20]);
+    put16(f, ip + ipv4_field::CHECKSUM, ck);
+    let t = ip + 20;
+    put16(f, t, s.dport);
+    put16(f, t + 2, s.sport);
+    put32(f, t + 4, out_seq);
+    put32(f, t + 8, out_ack);
+    f[t + 12] = 5 << 4;
+    f[t + 13] = flags;
+    f[t + 14..t + 20].copy_from_slice(&[0; 6]); // window, checksum, urgent
+    let ph =
+        crate::checksum::pseudo_header(s.dst.to_be_bytes(), s.src.to_be_bytes(), PROTO_TCP, 20);
+    let ck = !crate::checksum::fold(crate::checksum::sum(&f[t..t + 20], ph));
+    put16(f, t + TCP_CHECKSUM, ck);
+    ip + usize::from(total)
+}
+
+#[cfg(test)]
+mod reset_tests {
+    use super::*;
+    use crate::frame::fixtures::{checksums_valid, tcp_frame};
+    use crate::frame::tcp_flags::{ACK, RST, SYN};
+    use crate::{parse, Frame};
+
+    fn summary(f: &[u8]) -> Ipv4Summary {
+        match parse(f) {
+            Ok(Frame::Ipv4(s)) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn syn_is_refused_with_rst_ack() {
+        let mut f = tcp_frame(
+            [1; 6],
+            [2; 6],
+            [10, 0, 1, 2],
+            [10, 0, 1, 100],
+            40000,
+            80,
+            SYN,
+            b"",
+        );
+        let s = summary(&f);
+        let len = tcp_reset_reply(&mut f, &s);
+        f.truncate(len);
+        let r = summary(&f);
+        assert_eq!((r.src, r.dst, r.sport, r.dport), (s.dst, s.src, 80, 40000));
+        assert_eq!(r.tcp_flags, RST | ACK);
+        // The fixture's SYN has sequence number 1000: ACK = 1001.
+        assert_eq!(&f[r.l4 + 8..r.l4 + 12], &1001u32.to_be_bytes());
+        assert_eq!(&f[r.l4 + 4..r.l4 + 8], &[0; 4]);
+        assert!(checksums_valid(&f));
+    }
+
+    #[test]
+    fn ack_segment_is_refused_with_its_ack_as_sequence() {
+        let mut f = tcp_frame(
+            [1; 6],
+            [2; 6],
+            [10, 0, 1, 2],
+            [10, 0, 1, 100],
+            40000,
+            80,
+            ACK,
+            b"xyz",
+        );
+        let l4 = 34;
+        f[l4 + 8..l4 + 12].copy_from_slice(&777u32.to_be_bytes());
+        let s = summary(&f);
+        let len = tcp_reset_reply(&mut f, &s);
+        f.truncate(len);
+        let r = summary(&f);
+        assert_eq!(r.tcp_flags, RST);
+        assert_eq!(&f[r.l4 + 4..r.l4 + 8], &777u32.to_be_bytes());
+    }
+}
