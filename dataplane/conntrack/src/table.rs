@@ -682,6 +682,29 @@ impl Table {
         expired
     }
 
+    /// Expires every live connection for which `pred` holds (e.g. all
+    /// connections of a real server that failed its health check, when the
+    /// operator asked for that), walking the whole entry array; returns how
+    /// many expired. Workers keep running: an entry changing meanwhile is
+    /// either expired in its new incarnation's place or skipped.
+    pub fn expire_where(
+        &self,
+        pred: impl Fn(&ConnInfo) -> bool,
+        mut on_expire: impl FnMut(&ConnInfo),
+    ) -> u32 {
+        let mut expired = 0;
+        for (i, e) in self.entries.iter().enumerate() {
+            let Some(snap) = e.read() else { continue };
+            let Some(info) = ConnInfo::unpack(snap.w0, snap.w1, snap.w2) else {
+                continue;
+            };
+            if pred(&info) && self.retire(i as u32, snap.version, &mut on_expire) {
+                expired += 1;
+            }
+        }
+        expired
+    }
+
     /// Calls `f` with a consistent copy of every live connection and its
     /// idle time at `now` in milliseconds (for the CLI; walks the whole
     /// entry array).

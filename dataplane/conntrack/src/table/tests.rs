@@ -436,6 +436,25 @@ fn for_each_sees_every_live_connection() {
     assert_eq!(got, want);
 }
 
+#[test]
+fn expire_where_takes_out_only_the_matching_connections() {
+    let t = table(64);
+    for port in 0..20u16 {
+        let mut c = udp_conn(port);
+        c.server = port % 2;
+        t.insert(&c, 0).expect("room");
+    }
+    let mut seen = Vec::new();
+    assert_eq!(
+        t.expire_where(|c| c.server == 1, |c| seen.push(c.client_port)),
+        10
+    );
+    seen.sort_unstable();
+    assert_eq!(seen, (0..20).filter(|p| p % 2 == 1).collect::<Vec<_>>());
+    assert_eq!(t.len(), 10);
+    t.for_each(0, |c, _| assert_eq!(c.server, 0));
+}
+
 /// `n` client ports whose UDP flows from `client_ip` have home `bucket`.
 fn ports_homed_at(t: &Table, client_ip: u32, bucket: u64, n: usize) -> Vec<u16> {
     let ports: Vec<u16> = (0..=u16::MAX)
