@@ -1,10 +1,12 @@
 //! End-to-end harness for Pylon.
 //!
-//! Builds a test network out of Linux network namespaces ([`Topology`]),
+//! Builds a test network out of Linux network namespaces ([`Topology`]:
+//! routed for NAT, one L2 segment for DSR and tunnel forwarding),
 //! runs real HTTP servers and clients in it (Python 3 stdlib scripts in
 //! `scripts/`, compiled into this crate), starts the `pylon` daemon on DPDK
 //! `net_af_packet` ports in the load balancer's namespace ([`PylonProcess`])
-//! and reads its stats. Everything it creates is uniquely named and removed
+//! and reads its stats; [`ReplyPath`] shows which way the replies went.
+//! Everything it creates is uniquely named and removed
 //! on drop, also when a test panics; [`cleanup_stale`] removes what a killed
 //! run left behind.
 //!
@@ -14,6 +16,7 @@
 pub mod client;
 pub mod process;
 pub mod pylon;
+pub mod reply_path;
 pub mod topology;
 
 pub use client::ClientResult;
@@ -21,9 +24,11 @@ pub use process::{
     e2e_lock, preflight, pylon_binary, require_root, unique_id, E2eLock, ScratchDir,
 };
 pub use pylon::{
-    dpdk_runtime_dir, drops, file_prefix_for, harmful_drops, run_to_exit, server_conns,
-    worker_total, PylonExit, PylonOptions, PylonProcess, HARMLESS_DROPS,
+    dpdk_runtime_dir, drop_counter, drops, file_prefix_for, harmful_drops, port_counter,
+    run_to_exit, server_conns, worker_counter, worker_total, Forwarding, Network, PortSpec,
+    PylonExit, PylonOptions, PylonProcess, HARMLESS_DROPS,
 };
+pub use reply_path::ReplyPath;
 pub use topology::{cleanup_stale, vip_url, RealServer, Topology};
 
 /// The weights `(server name, weight)` a [`PylonOptions`] gives rs1..rs3.

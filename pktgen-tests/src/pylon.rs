@@ -15,10 +15,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::process::{self, detach_child, ns_command};
-use crate::topology::{
-    HTTP_PORT, LB_CLIENT_ADDR, LB_CLIENT_IF, LB_SERVER_ADDR, LB_SERVER_IF, SERVER_ADDRS, VIP,
-    VIP_PORT,
-};
+use crate::topology::{VIP, VIP_PORT};
 
 /// How long pylon may take from start to its first stats file.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -41,7 +38,74 @@ pub fn dpdk_runtime_dir(file_prefix: &str) -> PathBuf {
     Path::new("/var/run/dpdk").join(file_prefix)
 }
 
-/// What to put in a generated pylon configuration for the standard topology.
+/// How a service forwards to its real servers (the config's `forwarding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarding {
+    /// Destination NAT; the replies come back through pylon.
+    Nat,
+    /// L2 direct routing: only the destination MAC changes; the real
+    /// servers hold the VIP and answer the client directly.
+    Dsr,
+    /// IP-in-IP to the real servers, which answer the client directly.
+    Tunnel,
+}
+
+impl Forwarding {
+    /// The config value: `nat`, `dsr` or `tunnel`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forwarding::Nat => "nat",
+            Forwarding::Dsr => "dsr",
+            Forwarding::Tunnel => "tunnel",
+        }
+    }
+}
+
+impl std::str::FromStr for Forwarding {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Forwarding> {
+        match s {
+            "nat" => Ok(Forwarding::Nat),
+            "dsr" => Ok(Forwarding::Dsr),
+            "tunnel" => Ok(Forwarding::Tunnel),
+            _ => bail!("unknown forwarding mode {s:?}: expected nat, dsr or tunnel"),
+        }
+    }
+}
+
+impl std::fmt::Display for Forwarding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One pylon port of a generated configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct PortSpec {
+    /// `ports[].name`.
+    pub name: &'static str,
+    /// The interface of the lb namespace its `net_af_packet` device uses.
+    pub iface: &'static str,
+    /// `ports[].address`, with the prefix length.
+    pub address: &'static str,
+}
+
+/// What a generated configuration serves: pylon's ports and the one
+/// service `web` on VIP:80 over three real servers.
+#[derive(Debug, Clone, Copy)]
+pub struct Network {
+    /// Pylon's ports, in order.
+    pub ports: &'static [PortSpec],
+    /// The service's forwarding method.
+    pub forwarding: Forwarding,
+    /// The real servers' addresses (rs1, rs2, rs3).
+    pub servers: [&'static str; 3],
+    /// The port the real servers listen on.
+    pub server_port: u16,
+}
+
+/// What to put in a generated pylon configuration.
 #[derive(Debug, Clone)]
 pub struct PylonOptions {
     /// Worker lcores (1 or more). They share core 1 with each other; the
@@ -91,9 +155,10 @@ impl PylonOptions {
         map
     }
 
-    /// The configuration as TOML, for the standard topology (ports on
-    /// `lbcli`/`lbsrv`, one service `web` on VIP:80 to rs1..rs3:8080).
-    pub fn to_toml(&self, file_prefix: &str, stats_file: &Path) -> String {
+    /// The configuration as TOML for `network`: its ports (af_packet on
+    /// lb-namespace interfaces) and one service `web` on VIP:80, forwarding
+    /// to rs1..rs3 with this scheduler and these weights.
+    pub fn to_toml(&self, file_prefix: &str, stats_file: &Path, network: &Network) -> String {
         let workers: Vec<String> = (1..=self.workers).map(|w| w.to_string()).collect();
         let mut text = format!(
             "[eal]\n\
@@ -111,37 +176,38 @@ impl PylonOptions {
              \n\
              [control]\n\
              stats_file = {}\n\
-             log = {}\n\
-             \n\
-             [[ports]]\n\
-             name = \"client\"\n\
-             device = \"net_af_packet0,iface={LB_CLIENT_IF}\"\n\
-             address = \"{LB_CLIENT_ADDR}\"\n\
-             \n\
-             [[ports]]\n\
-             name = \"servers\"\n\
-             device = \"net_af_packet1,iface={LB_SERVER_IF}\"\n\
-             address = \"{LB_SERVER_ADDR}\"\n\
-             \n\
-             [[services]]\n\
-             name = \"web\"\n\
-             vip = \"{VIP}\"\n\
-             port = {VIP_PORT}\n\
-             protocol = \"tcp\"\n\
-             scheduler = {}\n\
-             forwarding = \"nat\"\n",
+             log = {}\n",
             toml_str(file_prefix),
             toml_str(&self.lcores()),
             workers.join(", "),
             self.conn_capacity,
             toml_str(&stats_file.to_string_lossy()),
             toml_str(&self.log),
-            toml_str(&self.scheduler),
         );
-        for (addr, weight) in SERVER_ADDRS.iter().zip(self.weights) {
+        for (index, port) in network.ports.iter().enumerate() {
             let _ = write!(
                 text,
-                "\n[[services.servers]]\naddress = \"{addr}\"\nport = {HTTP_PORT}\nweight = {weight}\n"
+                "\n[[ports]]\nname = \"{}\"\ndevice = \"net_af_packet{index},iface={}\"\naddress = \"{}\"\n",
+                port.name, port.iface, port.address
+            );
+        }
+        let _ = write!(
+            text,
+            "\n[[services]]\n\
+             name = \"web\"\n\
+             vip = \"{VIP}\"\n\
+             port = {VIP_PORT}\n\
+             protocol = \"tcp\"\n\
+             scheduler = {}\n\
+             forwarding = \"{}\"\n",
+            toml_str(&self.scheduler),
+            network.forwarding,
+        );
+        for (addr, weight) in network.servers.iter().zip(self.weights) {
+            let _ = write!(
+                text,
+                "\n[[services.servers]]\naddress = \"{addr}\"\nport = {}\nweight = {weight}\n",
+                network.server_port
             );
         }
         text
@@ -420,11 +486,16 @@ pub struct PylonExit {
     pub elapsed: Duration,
 }
 
-/// Runs `pylon --config CONFIG` in the current namespace and waits up to
-/// `timeout` for it to exit by itself (a configuration it must reject);
-/// kills it and fails if it is still running then. Its stderr goes to
-/// `stderr_path`.
-pub fn run_to_exit(config: &Path, stderr_path: &Path, timeout: Duration) -> Result<PylonExit> {
+/// Runs `pylon --config CONFIG ARGS` in the current namespace and waits up
+/// to `timeout` for it to exit by itself (a configuration it must reject, or
+/// `--check`); kills it and fails if it is still running then. Its stderr
+/// goes to `stderr_path`.
+pub fn run_to_exit(
+    config: &Path,
+    args: &[&str],
+    stderr_path: &Path,
+    timeout: Duration,
+) -> Result<PylonExit> {
     let binary = process::pylon_binary()?;
     let stderr_file = fs::File::create(stderr_path)
         .with_context(|| format!("creating {}", stderr_path.display()))?;
@@ -433,6 +504,7 @@ pub fn run_to_exit(config: &Path, stderr_path: &Path, timeout: Duration) -> Resu
         Command::new(&binary)
             .arg("--config")
             .arg(config)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr_file),
@@ -494,6 +566,56 @@ pub fn worker_total(stats: &Value, key: &str) -> u64 {
         .sum()
 }
 
+/// A per-worker counter summed over every entry of `workers`, failing when
+/// there are no entries or one lacks the counter: a daemon that does not
+/// count something must not pass for one that counted zero.
+pub fn worker_counter(stats: &Value, key: &str) -> Result<u64> {
+    let workers = stats["workers"]
+        .as_array()
+        .filter(|workers| !workers.is_empty())
+        .context("the stats have no workers")?;
+    workers.iter().try_fold(0, |sum, worker| {
+        let n = worker[key].as_u64().with_context(|| {
+            format!(
+                "worker {} has no counter {key:?}: {worker}",
+                worker["lcore"]
+            )
+        })?;
+        Ok(sum + n)
+    })
+}
+
+/// A drop reason summed over every entry of `workers`, failing (as
+/// [`worker_counter`] does) when an entry does not list it.
+pub fn drop_counter(stats: &Value, reason: &str) -> Result<u64> {
+    let workers = stats["workers"]
+        .as_array()
+        .filter(|workers| !workers.is_empty())
+        .context("the stats have no workers")?;
+    workers.iter().try_fold(0, |sum, worker| {
+        let n = worker["drops"][reason].as_u64().with_context(|| {
+            format!(
+                "worker {} has no drop reason {reason:?}: {}",
+                worker["lcore"], worker["drops"]
+            )
+        })?;
+        Ok(sum + n)
+    })
+}
+
+/// A DPDK counter (`ipackets`, `opackets`, ...) of the port named `port`.
+pub fn port_counter(stats: &Value, port: &str, key: &str) -> Result<u64> {
+    let entry = stats["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|entry| entry["name"] == port)
+        .with_context(|| format!("the stats list no port {port:?}: {}", stats["ports"]))?;
+    entry[key]
+        .as_u64()
+        .with_context(|| format!("port {port:?} has no counter {key:?}: {entry}"))
+}
+
 /// The `servers` entries as `address -> (active, inactive)`.
 pub fn server_conns(stats: &Value) -> BTreeMap<String, (u64, u64)> {
     stats["servers"]
@@ -510,6 +632,7 @@ pub fn server_conns(stats: &Value) -> BTreeMap<String, (u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topology::{lan_network, NAT_NETWORK};
     use serde_json::json;
 
     fn sample() -> Value {
@@ -553,8 +676,11 @@ mod tests {
 
     #[test]
     fn generated_config_is_toml_with_the_contract_keys() {
-        let text =
-            PylonOptions::new(2, "wrr").to_toml("pylon-e2e-x-1-0", Path::new("/tmp/x/stats.json"));
+        let text = PylonOptions::new(2, "wrr").to_toml(
+            "pylon-e2e-x-1-0",
+            Path::new("/tmp/x/stats.json"),
+            &NAT_NETWORK,
+        );
         let config: toml::Value = text.parse().expect("valid TOML");
         assert_eq!(
             config["eal"]["file_prefix"].as_str(),
@@ -576,6 +702,55 @@ mod tests {
         let (prefix, stats) = config_paths(&text).unwrap();
         assert_eq!(prefix, "pylon-e2e-x-1-0");
         assert_eq!(stats, Path::new("/tmp/x/stats.json"));
+    }
+
+    #[test]
+    fn strict_counters_fail_when_a_worker_lacks_them() {
+        let stats = json!({
+            "workers": [
+                {"lcore": 1, "forward_packets": 7, "reply_packets": 0,
+                 "drops": {"too_big": 2}},
+                {"lcore": 0, "forward_packets": 1, "drops": {"too_big": 0}}
+            ],
+            "ports": [{"name": "lan", "ipackets": 12}]
+        });
+        assert_eq!(worker_counter(&stats, "forward_packets").unwrap(), 8);
+        let err = worker_counter(&stats, "reply_packets").unwrap_err();
+        assert!(err.to_string().contains("worker 0"), "{err}");
+        assert_eq!(drop_counter(&stats, "too_big").unwrap(), 2);
+        assert!(drop_counter(&stats, "no_neighbor").is_err());
+        assert!(worker_counter(&json!({"workers": []}), "rx_packets").is_err());
+        assert_eq!(port_counter(&stats, "lan", "ipackets").unwrap(), 12);
+        assert!(port_counter(&stats, "lan", "opackets").is_err());
+        assert!(port_counter(&stats, "client", "ipackets").is_err());
+    }
+
+    #[test]
+    fn forwarding_modes_round_trip() {
+        for mode in [Forwarding::Nat, Forwarding::Dsr, Forwarding::Tunnel] {
+            assert_eq!(mode.as_str().parse::<Forwarding>().unwrap(), mode);
+        }
+        assert!("masq".parse::<Forwarding>().is_err());
+    }
+
+    #[test]
+    fn generated_lan_config_has_one_port_and_the_mode() {
+        let lan = lan_network(Forwarding::Tunnel);
+        let text = PylonOptions::default().to_toml("p", Path::new("/tmp/s.json"), &lan);
+        let config: toml::Value = text.parse().expect("valid TOML");
+        let ports = config["ports"].as_array().unwrap();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(
+            ports[0]["device"].as_str(),
+            Some("net_af_packet0,iface=lblan")
+        );
+        assert_eq!(ports[0]["address"].as_str(), Some("10.0.1.1/24"));
+        let service = &config["services"][0];
+        assert_eq!(service["forwarding"].as_str(), Some("tunnel"));
+        assert_eq!(service["port"].as_integer(), Some(80));
+        for server in service["servers"].as_array().unwrap() {
+            assert_eq!(server["port"].as_integer(), Some(80));
+        }
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The end-to-end test network, built from network namespaces with iproute2.
+//! The end-to-end test networks, built from network namespaces with iproute2.
+//!
+//! [`Topology::new`], the routed network of NAT forwarding:
 //!
 //! ```text
 //!   client ns                lb ns (pylon)               switch ns            rsN ns
@@ -8,6 +10,23 @@
 //!  | gw .1.1   |          |  af_packet)     |          | swrs1..3 |        | 10.0.2.1N   |
 //!  +-----------+          +-----------------+          +----------+        | gw 10.0.2.1 |
 //!                                                                          +-------------+
+//! ```
+//!
+//! [`Topology::lan`], one L2 segment for DSR and tunnel forwarding: the
+//! client, pylon's single port and the real servers share a bridge, and the
+//! servers answer the client directly, never through pylon:
+//!
+//! ```text
+//!   client ns             switch ns              rsN ns
+//!  +-----------+        +----------+          +--------------------------+
+//!  | eth0      |--veth--| swcli    |          | eth0 10.0.1.1N           |
+//!  | 10.0.1.2  |        |   br0    |--veth----| VIP 10.0.1.100/32 on lo  |
+//!  +-----------+        | swrs1..3 |          |  (dsr) or on tun0 fed by |
+//!                       |   swlb   |          |  ipip_decap.py (tunnel)  |
+//!   lb ns (pylon)       +----+-----+          | arp_ignore=1             |
+//!  +-----------------+       |                | arp_announce=2           |
+//!  | lblan (no IPs)  |--veth-+                +--------------------------+
+//!  +-----------------+   pylon: 10.0.1.1/24, VIP 10.0.1.100:80 -> rsN:80
 //! ```
 //!
 //! Every namespace is named `<prefix>-<pid>-<n>-<role>` so that concurrent
@@ -29,7 +48,7 @@ use serde_json::Value;
 
 use crate::client::ClientResult;
 use crate::process::{self, detach_child, ip, ns_command, run_checked, ScratchDir};
-use crate::pylon::{PylonOptions, PylonProcess};
+use crate::pylon::{Forwarding, Network, PortSpec, PylonOptions, PylonProcess};
 
 /// The client's address; pylon's client-side port is [`LB_CLIENT_ADDR`].
 pub const CLIENT_ADDR: &str = "10.0.1.2";
@@ -53,6 +72,50 @@ pub const SERVER_IF: &str = "eth0";
 pub const LB_CLIENT_IF: &str = "lbcli";
 /// Pylon's server-side interface, in the lb namespace.
 pub const LB_SERVER_IF: &str = "lbsrv";
+/// Pylon's only interface in a [`Topology::lan`], in the lb namespace.
+pub const LB_LAN_IF: &str = "lblan";
+/// The real servers' addresses in a [`Topology::lan`], on the client's
+/// subnet.
+pub const LAN_SERVER_ADDRS: [&str; 3] = ["10.0.1.11", "10.0.1.12", "10.0.1.13"];
+/// The TUN device that `ipip_decap.py` feeds on a tunnel real server.
+pub const TUN_IF: &str = "tun0";
+/// The name of pylon's port in a [`Topology::lan`] configuration.
+pub const LAN_PORT: &str = "lan";
+
+/// The routed network of [`Topology::new`]: a client-side and a server-side
+/// port, NAT to real servers on 10.0.2.0/24 listening on 8080.
+pub const NAT_NETWORK: Network = Network {
+    ports: &[
+        PortSpec {
+            name: "client",
+            iface: LB_CLIENT_IF,
+            address: LB_CLIENT_ADDR,
+        },
+        PortSpec {
+            name: "servers",
+            iface: LB_SERVER_IF,
+            address: LB_SERVER_ADDR,
+        },
+    ],
+    forwarding: Forwarding::Nat,
+    servers: SERVER_ADDRS,
+    server_port: HTTP_PORT,
+};
+
+/// The network of [`Topology::lan`] in a forwarding mode: one port, real
+/// servers on the client's subnet listening on the VIP's port (no NAT).
+pub const fn lan_network(forwarding: Forwarding) -> Network {
+    Network {
+        ports: &[PortSpec {
+            name: LAN_PORT,
+            iface: LB_LAN_IF,
+            address: LB_CLIENT_ADDR,
+        }],
+        forwarding,
+        servers: LAN_SERVER_ADDRS,
+        server_port: VIP_PORT,
+    }
+}
 
 /// The VIP's URL, `http://10.0.1.100/`.
 pub fn vip_url() -> String {
@@ -66,9 +129,12 @@ pub fn vip_url() -> String {
 const HTTPD_PY: &str = include_str!("../scripts/httpd.py");
 const CLIENT_PY: &str = include_str!("../scripts/client.py");
 const INJECT_PY: &str = include_str!("../scripts/inject.py");
+const IPIP_DECAP_PY: &str = include_str!("../scripts/ipip_decap.py");
+const IPIP_PING_PY: &str = include_str!("../scripts/ipip_ping.py");
+const TOO_BIG_PY: &str = include_str!("../scripts/too_big.py");
 
-/// How long a started HTTP server may take to bind.
-const HTTPD_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a started HTTP server or decapsulator may take to be ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Overall time budget of one `run_client` call (requests not sent by then
 /// count as failed).
 const CLIENT_DEADLINE_S: u32 = 45;
@@ -89,21 +155,44 @@ pub struct RealServer {
 /// (which destroys the veths), also while a failing test unwinds.
 pub struct Topology {
     id: String,
+    network: Network,
     client_ns: String,
     lb_ns: String,
     switch_ns: String,
     servers: Vec<RealServer>,
     http_servers: Vec<Child>,
+    decapsulators: Vec<Child>,
     created: Vec<String>,
     // Last: removed after the namespaces and processes that use it.
     scratch: ScratchDir,
 }
 
 impl Topology {
-    /// Builds the topology with namespaces named `<prefix>-<pid>-<n>-*`,
-    /// after removing the leftovers of earlier crashed runs with the same
-    /// prefix. `prefix` must be short, alphanumeric, and not contain `-`.
+    /// Builds the routed NAT topology with namespaces named
+    /// `<prefix>-<pid>-<n>-*`, after removing the leftovers of earlier
+    /// crashed runs with the same prefix. `prefix` must be short,
+    /// alphanumeric, and not contain `-`.
     pub fn new(prefix: &str) -> Result<Topology> {
+        Topology::create(prefix, NAT_NETWORK)
+    }
+
+    /// Builds the one-segment topology for `forwarding` (DSR or tunnel; NAT
+    /// needs the routed [`Topology::new`]): the client (10.0.1.2/24), pylon's
+    /// one port and the real servers 10.0.1.11-13/24 on one bridge. Each real
+    /// server holds the VIP, on `lo` for DSR and on a TUN device fed by
+    /// `ipip_decap.py` for tunnel, and does not answer ARP for it
+    /// (`arp_ignore=1`, `arp_announce=2`), so the client reaches the VIP
+    /// through pylon while the replies go straight back to it.
+    pub fn lan(prefix: &str, forwarding: Forwarding) -> Result<Topology> {
+        ensure!(
+            forwarding != Forwarding::Nat,
+            "NAT needs the routed topology (Topology::new): on one segment the \
+             real servers would answer the client directly"
+        );
+        Topology::create(prefix, lan_network(forwarding))
+    }
+
+    fn create(prefix: &str, network: Network) -> Result<Topology> {
         process::require_root()?;
         ensure!(
             !prefix.is_empty()
@@ -114,7 +203,8 @@ impl Topology {
         cleanup_stale(prefix)?;
         let id = process::unique_id(prefix);
         let scratch = ScratchDir::new(&id)?;
-        let servers = SERVER_ADDRS
+        let servers = network
+            .servers
             .iter()
             .enumerate()
             .map(|(i, &addr)| RealServer {
@@ -128,17 +218,23 @@ impl Topology {
             lb_ns: format!("{id}-lb"),
             switch_ns: format!("{id}-switch"),
             id,
+            network,
             servers,
             scratch,
             http_servers: Vec::new(),
+            decapsulators: Vec::new(),
             created: Vec::new(),
         };
         // On error the half-built topology is dropped, which removes it.
-        topo.build()?;
+        match network.forwarding {
+            Forwarding::Nat => topo.build_routed()?,
+            Forwarding::Dsr | Forwarding::Tunnel => topo.build_lan()?,
+        }
         Ok(topo)
     }
 
-    fn build(&mut self) -> Result<()> {
+    /// Creates every namespace and the switch's bridge.
+    fn build_namespaces(&mut self) -> Result<()> {
         let mut all = vec![
             self.client_ns.clone(),
             self.lb_ns.clone(),
@@ -150,29 +246,35 @@ impl Topology {
             self.created.push(ns.clone());
             self.quiet_namespace(ns)?;
         }
-        let (client, lb, switch) = (&self.client_ns, &self.lb_ns, &self.switch_ns);
-
-        // Client <-> lb.
-        ip_line(&format!(
-            "-n {client} link add name {CLIENT_IF} type veth peer name {LB_CLIENT_IF} netns {lb}"
-        ))?;
-        // lb <-> switch, and the switch's bridge. No multicast snooping: a
-        // snooping bridge joins 224.0.0.106 and sends IGMP reports (with the
-        // Router Alert IP option) at moments no test controls.
-        ip_line(&format!(
-            "-n {lb} link add name {LB_SERVER_IF} type veth peer name swlb netns {switch}"
-        ))?;
+        // No multicast snooping: a snooping bridge joins 224.0.0.106 and
+        // sends IGMP reports (with the Router Alert IP option) at moments no
+        // test controls.
+        let switch = &self.switch_ns;
         ip_line(&format!(
             "-n {switch} link add name br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0"
         ))?;
-        ip_line(&format!("-n {switch} link set swlb master br0 up"))?;
-        ip_line(&format!("-n {switch} link set br0 up"))?;
+        ip_line(&format!("-n {switch} link set br0 up"))
+    }
+
+    /// A veth from `iface` in `ns` to port `sw_if` of the switch's bridge.
+    fn bridge_port(&self, ns: &str, iface: &str, sw_if: &str) -> Result<()> {
+        let switch = &self.switch_ns;
+        ip_line(&format!(
+            "-n {ns} link add name {iface} type veth peer name {sw_if} netns {switch}"
+        ))?;
+        ip_line(&format!("-n {switch} link set {sw_if} master br0 up"))
+    }
+
+    fn build_routed(&mut self) -> Result<()> {
+        self.build_namespaces()?;
+        let (client, lb) = (&self.client_ns, &self.lb_ns);
+        // Client <-> lb, lb <-> switch <-> real servers.
+        ip_line(&format!(
+            "-n {client} link add name {CLIENT_IF} type veth peer name {LB_CLIENT_IF} netns {lb}"
+        ))?;
+        self.bridge_port(lb, LB_SERVER_IF, "swlb")?;
         for server in &self.servers {
-            let (ns, sw_if) = (&server.ns, format!("sw{}", server.name));
-            ip_line(&format!(
-                "-n {ns} link add name {SERVER_IF} type veth peer name {sw_if} netns {switch}"
-            ))?;
-            ip_line(&format!("-n {switch} link set {sw_if} master br0 up"))?;
+            self.bridge_port(&server.ns, SERVER_IF, &format!("sw{}", server.name))?;
         }
 
         // lb: the ports are up, with no addresses.
@@ -185,12 +287,104 @@ impl Topology {
             client,
             CLIENT_IF,
             &format!("{CLIENT_ADDR}/24"),
-            lb_client_gw,
+            Some(lb_client_gw),
         )?;
         for server in &self.servers {
             let addr = format!("{}/24", server.addr);
-            self.host_interface(&server.ns, SERVER_IF, &addr, lb_server_gw)?;
+            self.host_interface(&server.ns, SERVER_IF, &addr, Some(lb_server_gw))?;
         }
+        Ok(())
+    }
+
+    fn build_lan(&mut self) -> Result<()> {
+        self.build_namespaces()?;
+        let (client, lb) = (&self.client_ns, &self.lb_ns);
+        self.bridge_port(client, CLIENT_IF, "swcli")?;
+        self.bridge_port(lb, LB_LAN_IF, "swlb")?;
+        for server in &self.servers {
+            self.bridge_port(&server.ns, SERVER_IF, &format!("sw{}", server.name))?;
+        }
+        ip_line(&format!("-n {lb} link set {LB_LAN_IF} up"))?;
+        // Everything is on-link: no default routes.
+        self.host_interface(client, CLIENT_IF, &format!("{CLIENT_ADDR}/24"), None)?;
+        for server in self.servers.clone() {
+            let addr = format!("{}/24", server.addr);
+            self.host_interface(&server.ns, SERVER_IF, &addr, None)?;
+            self.real_server_for_vip(&server)?;
+        }
+        Ok(())
+    }
+
+    /// What a DSR or tunnel real server needs to accept packets for the VIP
+    /// without claiming the VIP on the wire.
+    fn real_server_for_vip(&mut self, server: &RealServer) -> Result<()> {
+        let ns = &server.ns;
+        // Never answer ARP for the VIP (arp_ignore=1: only for addresses of
+        // the interface the request came in on), never use it as the source
+        // of our own ARP requests (arp_announce=2). The client must learn
+        // pylon's MAC for the VIP, not a real server's.
+        sysctls(
+            ns,
+            &[
+                ("net.ipv4.conf.all.arp_ignore", "1"),
+                (&format!("net.ipv4.conf.{SERVER_IF}.arp_ignore"), "1"),
+                ("net.ipv4.conf.all.arp_announce", "2"),
+                (&format!("net.ipv4.conf.{SERVER_IF}.arp_announce"), "2"),
+            ],
+        )?;
+        match self.network.forwarding {
+            Forwarding::Dsr => ip(&["-n", ns, "addr", "add", &format!("{VIP}/32"), "dev", "lo"]),
+            Forwarding::Tunnel => self.start_decapsulator(server),
+            Forwarding::Nat => bail!("a NAT real server does not hold the VIP"),
+        }
+    }
+
+    /// Starts `ipip_decap.py` on a tunnel real server: it creates [`TUN_IF`]
+    /// with the VIP and feeds it the inner packets of the IP-in-IP packets
+    /// the server receives (the stand-in for the kernel's ipip device, which
+    /// the test kernel lacks). The inner packets come from the client, which
+    /// the server reaches through eth0, not tun0: reverse-path filtering
+    /// must be off (`rp_filter=0`, the effective value being the larger of
+    /// `all` and the interface's). `accept_local` is not needed, the
+    /// sources are never local addresses.
+    fn start_decapsulator(&mut self, server: &RealServer) -> Result<()> {
+        let ns = &server.ns;
+        // tun0 does not exist yet and inherits `default`.
+        sysctls(
+            ns,
+            &[
+                ("net.ipv4.conf.all.rp_filter", "0"),
+                ("net.ipv4.conf.default.rp_filter", "0"),
+                (&format!("net.ipv4.conf.{SERVER_IF}.rp_filter"), "0"),
+            ],
+        )?;
+        let script = self.script("ipip_decap.py", IPIP_DECAP_PY)?;
+        let name = format!("{}-decap", server.name);
+        let ready = self.scratch.path().join(format!("{name}.ready"));
+        let log = self.scratch.path().join(format!("{name}.log"));
+        let mut cmd = ns_command(ns, python());
+        cmd.arg(&script)
+            .args(["--tun", TUN_IF, "--address", &format!("{VIP}/32")])
+            .arg("--ready-file")
+            .arg(&ready);
+        let child = spawn_ready(
+            &mut cmd,
+            &ready,
+            &log,
+            &format!("ipip_decap.py on {}", server.name),
+        )?;
+        self.decapsulators.push(child);
+        let rp_filter = self.exec(
+            ns,
+            "sysctl",
+            &["-n", &format!("net.ipv4.conf.{TUN_IF}.rp_filter")],
+        )?;
+        ensure!(
+            String::from_utf8_lossy(&rp_filter.stdout).trim() == "0",
+            "{TUN_IF} on {} has rp_filter {}",
+            server.name,
+            String::from_utf8_lossy(&rp_filter.stdout).trim()
+        );
         Ok(())
     }
 
@@ -199,22 +393,31 @@ impl Topology {
     /// inherit the defaults.
     fn quiet_namespace(&self, ns: &str) -> Result<()> {
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        for key in [
-            "net.ipv6.conf.all.disable_ipv6",
-            "net.ipv6.conf.default.disable_ipv6",
-        ] {
-            run_checked(ns_command(ns, "sysctl").args(["-q", "-w", &format!("{key}=1")]))?;
-        }
-        Ok(())
+        sysctls(
+            ns,
+            &[
+                ("net.ipv6.conf.all.disable_ipv6", "1"),
+                ("net.ipv6.conf.default.disable_ipv6", "1"),
+            ],
+        )
     }
 
-    /// An address, a default route and checksum offload off on a host end.
-    fn host_interface(&self, ns: &str, iface: &str, addr: &str, gateway: &str) -> Result<()> {
+    /// An address, a default route (when given) and checksum offload off on
+    /// a host end.
+    fn host_interface(
+        &self,
+        ns: &str,
+        iface: &str,
+        addr: &str,
+        gateway: Option<&str>,
+    ) -> Result<()> {
         ip(&["-n", ns, "addr", "add", addr, "dev", iface])?;
         ip(&["-n", ns, "link", "set", iface, "up"])?;
-        ip(&[
-            "-n", ns, "route", "add", "default", "via", gateway, "dev", iface,
-        ])?;
+        if let Some(gateway) = gateway {
+            ip(&[
+                "-n", ns, "route", "add", "default", "via", gateway, "dev", iface,
+            ])?;
+        }
         run_checked(ns_command(ns, "ethtool").args(["-K", iface, "tx", "off"]))?;
         Ok(())
     }
@@ -255,6 +458,50 @@ impl Topology {
         crate::pylon::file_prefix_for(&self.id)
     }
 
+    /// What pylon serves here: its ports, the forwarding mode, the real
+    /// servers and their port.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// The MAC address of pylon's port facing the client (its af_packet
+    /// port uses the interface's address).
+    pub fn pylon_mac(&self) -> Result<String> {
+        self.lb_mac(self.network.ports[0].iface)
+    }
+
+    /// A counter of `/sys/class/net/IFACE/statistics` (`rx_packets`,
+    /// `tx_packets`, ...) of an interface in a namespace of this topology.
+    pub fn iface_counter(&self, ns: &str, iface: &str, counter: &str) -> Result<u64> {
+        let out = self.exec(
+            ns,
+            "cat",
+            &[&format!("/sys/class/net/{iface}/statistics/{counter}")],
+        )?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim()
+            .parse()
+            .with_context(|| format!("{counter} of {iface} in {ns}: {text:?}"))
+    }
+
+    /// A `/sys/class/net` counter of `iface` summed over the real servers.
+    pub fn servers_counter(&self, iface: &str, counter: &str) -> Result<u64> {
+        self.servers
+            .iter()
+            .map(|server| self.iface_counter(&server.ns, iface, counter))
+            .sum()
+    }
+
+    /// The MAC address of a real server's interface.
+    pub fn server_mac(&self, server: &RealServer) -> Result<String> {
+        let out = self.exec(
+            &server.ns,
+            "cat",
+            &[&format!("/sys/class/net/{SERVER_IF}/address")],
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
     /// The MAC address of an interface of the lb namespace (the address
     /// pylon's af_packet port uses).
     pub fn lb_mac(&self, iface: &str) -> Result<String> {
@@ -277,45 +524,27 @@ impl Topology {
         Ok(path)
     }
 
-    /// Starts the HTTP server of every real server (port 8080, body = its
-    /// name) and waits until each is listening.
+    /// Starts the HTTP server of every real server (body = its name; port
+    /// 8080 in the routed topology, the VIP's port 80 on a LAN, bound to
+    /// 0.0.0.0 so that it takes connections to the VIP) and waits until each
+    /// is listening.
     pub fn start_http_servers(&mut self) -> Result<()> {
         ensure!(self.http_servers.is_empty(), "the HTTP servers already run");
         let script = self.script("httpd.py", HTTPD_PY)?;
+        let port = self.network.server_port.to_string();
         for server in self.servers.clone() {
             let ready = self.scratch.path().join(format!("{}.ready", server.name));
             let log = self.scratch.path().join(format!("{}.log", server.name));
-            let log_file =
-                fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
             let mut cmd = ns_command(&server.ns, python());
             cmd.arg(&script)
-                .args(["--name", &server.name, "--port", &HTTP_PORT.to_string()])
+                .args(["--name", &server.name, "--port", &port])
                 .arg("--status-file")
                 .arg(self.status_file(&server.name))
                 .arg("--ready-file")
-                .arg(&ready)
-                .stdin(Stdio::null())
-                .stdout(log_file.try_clone()?)
-                .stderr(log_file);
-            let child = detach_child(&mut cmd)
-                .spawn()
-                .with_context(|| format!("starting the HTTP server of {}", server.name))?;
+                .arg(&ready);
+            let what = format!("the HTTP server of {}", server.name);
+            let child = spawn_ready(&mut cmd, &ready, &log, &what)?;
             self.http_servers.push(child);
-            let child = self.http_servers.last_mut().expect("just pushed");
-            process::wait_for(HTTPD_READY_TIMEOUT, || {
-                if ready.exists() {
-                    return Ok(Some(()));
-                }
-                if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "the HTTP server of {} exited ({status}): {}",
-                        server.name,
-                        fs::read_to_string(&log).unwrap_or_default()
-                    );
-                }
-                Ok(None)
-            })
-            .with_context(|| format!("waiting for the HTTP server of {} to listen", server.name))?;
         }
         Ok(())
     }
@@ -336,7 +565,11 @@ impl Topology {
 
     /// The TOML configuration of a pylon that serves this topology.
     pub fn pylon_config(&self, options: &PylonOptions) -> String {
-        options.to_toml(&self.file_prefix(), &self.scratch.path().join("stats.json"))
+        options.to_toml(
+            &self.file_prefix(),
+            &self.scratch.path().join("stats.json"),
+            &self.network,
+        )
     }
 
     /// Starts `pylon --config <file with config_text>` in the lb namespace
@@ -369,12 +602,46 @@ impl Topology {
         ClientResult::parse(&out.stdout)
     }
 
+    /// Runs `ipip_ping.py` in the client namespace: `count` ICMP echo
+    /// requests to the VIP, encapsulated in IP-in-IP to `server` as pylon's
+    /// tunnel mode does, checking a tunnel real server without pylon.
+    /// Returns the script's summary, `{"sent": n, "replies": n, "errors": [..]}`.
+    pub fn ipip_ping(&self, server: &RealServer, count: usize) -> Result<Value> {
+        let script = self.script("ipip_ping.py", IPIP_PING_PY)?;
+        let out = run_checked(
+            ns_command(&self.client_ns, python())
+                .arg(&script)
+                .args(["--src", CLIENT_ADDR, "--vip", VIP, "--server", server.addr])
+                .args(["--count", &count.to_string()]),
+        )?;
+        serde_json::from_slice(&out.stdout).context("ipip_ping.py printed no JSON")
+    }
+
+    /// Runs `too_big.py` in the client namespace: one TCP SYN to VIP:80 with
+    /// DF set and payload up to an IP total length of `total_length`, sent
+    /// to pylon's MAC, and the ICMP error or SYN-ACK that answers it within
+    /// `timeout`. Returns the script's JSON (see the script).
+    pub fn df_probe(&self, total_length: u16, timeout: Duration) -> Result<Value> {
+        let script = self.script("too_big.py", TOO_BIG_PY)?;
+        let mac = self.pylon_mac()?;
+        let out = run_checked(
+            ns_command(&self.client_ns, python())
+                .arg(&script)
+                .args(["--iface", CLIENT_IF, "--dst-mac", &mac])
+                .args(["--src-ip", CLIENT_ADDR, "--dst-ip", VIP])
+                .args(["--dst-port", &VIP_PORT.to_string()])
+                .args(["--total-length", &total_length.to_string()])
+                .args(["--timeout", &timeout.as_secs_f64().to_string()]),
+        )?;
+        serde_json::from_slice(&out.stdout).context("too_big.py printed no JSON")
+    }
+
     /// Runs `inject.py` in the client namespace: `count` crafted bad frames
     /// of each kind, sent to pylon's client-side MAC and aimed at the VIP.
     /// Returns the script's summary, `{"sent": {kind: n}, "frames": n}`.
     pub fn inject_bad_frames(&self, count: usize) -> Result<Value> {
         let script = self.script("inject.py", INJECT_PY)?;
-        let mac = self.lb_mac(LB_CLIENT_IF)?;
+        let mac = self.pylon_mac()?;
         let out = run_checked(
             ns_command(&self.client_ns, python())
                 .arg(&script)
@@ -433,6 +700,14 @@ impl Drop for Topology {
                 ));
             }
         }
+        for child in &mut self.decapsulators {
+            if let Err(e) = process::terminate(child, Duration::from_secs(2)) {
+                process::warn(format_args!(
+                    "topology {}: stopping a decapsulator: {e:#}",
+                    self.id
+                ));
+            }
+        }
         for ns in self.created.iter().rev() {
             if let Err(e) = remove_namespace(ns) {
                 process::warn(format_args!("topology {}: {e:#}", self.id));
@@ -444,6 +719,46 @@ impl Drop for Topology {
 /// The Python interpreter: `$PYTHON`, else `python3` from `PATH`.
 pub fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Spawns a long-running helper (see [`detach_child`]) with its output in
+/// `log`, and waits up to [`READY_TIMEOUT`] for it to write `ready`; stops
+/// it again and fails, with its log, when it exits or does not get ready.
+fn spawn_ready(cmd: &mut Command, ready: &Path, log: &Path, what: &str) -> Result<Child> {
+    let log_file = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
+    let mut child = detach_child(cmd)
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let waited = process::wait_for(READY_TIMEOUT, || {
+        if ready.exists() {
+            return Ok(Some(()));
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{what} exited ({status}): {}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        Ok(None)
+    });
+    if let Err(e) = waited {
+        if let Err(stop) = process::terminate(&mut child, Duration::from_secs(2)) {
+            process::warn(format_args!("stopping {what}: {stop:#}"));
+        }
+        return Err(e.context(format!("waiting for {what} to be ready")));
+    }
+    Ok(child)
+}
+
+/// Sets sysctls (`key`, `value`) inside namespace `ns`.
+fn sysctls(ns: &str, settings: &[(&str, &str)]) -> Result<()> {
+    for (key, value) in settings {
+        run_checked(ns_command(ns, "sysctl").args(["-q", "-w", &format!("{key}={value}")]))?;
+    }
+    Ok(())
 }
 
 /// Runs `ip` with the whitespace-separated arguments of `args` (names and

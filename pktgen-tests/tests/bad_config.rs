@@ -1,6 +1,9 @@
 //! `pylon --config FILE` with a configuration it must reject: it exits
 //! non-zero within seconds, its stderr names the file, the key and the
 //! problem, and the dataplane never started (no DPDK runtime directory).
+//! The DSR and tunnel cases come with the valid configuration they break,
+//! which `pylon --check` must accept, so that a rejection is for the named
+//! reason and not for another.
 //!
 //! Runs pylon directly, without namespaces. Needs root (DPDK's runtime
 //! directory) and `target/release/pylon` (or `PYLON_BIN`).
@@ -103,8 +106,13 @@ fn rejects(
     }
     let before = dpdk_runtime_entries();
 
-    let exit = run_to_exit(&path, &scratch.path().join("stderr.txt"), REJECT_TIMEOUT)
-        .with_context(|| format!("case {case}"))?;
+    let exit = run_to_exit(
+        &path,
+        &[],
+        &scratch.path().join("stderr.txt"),
+        REJECT_TIMEOUT,
+    )
+    .with_context(|| format!("case {case}"))?;
     eprintln!(
         "{case}: {} after {:?}; stderr:\n{}",
         exit.status, exit.elapsed, exit.stderr
@@ -210,5 +218,123 @@ fn missing_file_is_rejected() -> Result<()> {
         "missing_file",
         |_, _| None,
         &[&["no such file", "not found", "does not exist"]],
+    )
+}
+
+/// `text` with each of the `count` occurrences of `from` replaced by `to`;
+/// panics when `from` occurs another number of times, so that an edit that
+/// no longer applies cannot leave a test checking the unedited file.
+fn edit(text: &str, from: &str, to: &str, count: usize) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        count,
+        "{from:?} in the config:\n{text}"
+    );
+    text.replace(from, to)
+}
+
+/// The base configuration with its service in `forwarding` mode: real
+/// servers on the VIP's port 80 (DSR and tunnel do not translate ports).
+fn direct_config(file_prefix: &str, dir: &Path, forwarding: &str) -> String {
+    let config = edit(
+        &base_config(file_prefix, dir),
+        "forwarding = \"nat\"",
+        &format!("forwarding = \"{forwarding}\""),
+        1,
+    );
+    edit(&config, "port = 8080", "port = 80", 2)
+}
+
+/// Servers port with a gateway, and the first real server behind it.
+fn behind_gateway(config: &str) -> String {
+    let config = edit(
+        config,
+        "address = \"10.0.2.1/24\"\n",
+        "address = \"10.0.2.1/24\"\ngateway = \"10.0.2.254\"\n",
+        1,
+    );
+    edit(
+        &config,
+        "address = \"10.0.2.11\"",
+        "address = \"10.0.9.11\"",
+        1,
+    )
+}
+
+/// The first real server on port 8080 while the service is on 80.
+fn first_server_port_8080(config: &str) -> String {
+    edit(
+        config,
+        "address = \"10.0.2.11\"\nport = 80\n",
+        "address = \"10.0.2.11\"\nport = 8080\n",
+        1,
+    )
+}
+
+/// `pylon --config FILE --check` must accept `config` (exit 0).
+fn accepts(case: &str, config: impl FnOnce(&str, &Path) -> String) -> Result<()> {
+    let _lock = e2e_lock()?;
+    preflight()?;
+    let id = unique_id("pcfg");
+    let scratch = ScratchDir::new(&id)?;
+    let path = scratch.path().join(format!("{case}.toml"));
+    fs::write(&path, config(&file_prefix_for(&id), scratch.path()))?;
+    let exit = run_to_exit(
+        &path,
+        &["--check"],
+        &scratch.path().join("stderr.txt"),
+        REJECT_TIMEOUT,
+    )?;
+    ensure!(
+        exit.status.success(),
+        "pylon --check rejected the valid {case} config ({}):\n{}",
+        exit.status,
+        exit.stderr
+    );
+    Ok(())
+}
+
+#[test]
+fn valid_dsr_and_tunnel_configs_pass_the_check() -> Result<()> {
+    accepts("dsr", |prefix, dir| direct_config(prefix, dir, "dsr"))?;
+    accepts("tunnel", |prefix, dir| direct_config(prefix, dir, "tunnel"))?;
+    // A tunnel reaches real servers behind routers.
+    accepts("tunnel_behind_gateway", |prefix, dir| {
+        behind_gateway(&direct_config(prefix, dir, "tunnel"))
+    })
+}
+
+#[test]
+fn dsr_server_off_the_connected_subnets_is_rejected() -> Result<()> {
+    rejects(
+        "dsr_behind_gateway",
+        |prefix, dir| Some(behind_gateway(&direct_config(prefix, dir, "dsr"))),
+        &[
+            &["services[0].servers[0].address"],
+            &["10.0.9.11"],
+            &["connected", "subnet", "directly", "on-link", "network"],
+        ],
+    )
+}
+
+#[test]
+fn dsr_server_port_other_than_the_vip_port_is_rejected() -> Result<()> {
+    rejects(
+        "dsr_port_8080",
+        |prefix, dir| Some(first_server_port_8080(&direct_config(prefix, dir, "dsr"))),
+        &[&["services[0].servers[0].port"], &["80"]],
+    )
+}
+
+#[test]
+fn tunnel_server_port_other_than_the_vip_port_is_rejected() -> Result<()> {
+    rejects(
+        "tunnel_port_8080",
+        |prefix, dir| {
+            Some(first_server_port_8080(&direct_config(
+                prefix, dir, "tunnel",
+            )))
+        },
+        &[&["services[0].servers[0].port"], &["80"]],
     )
 }

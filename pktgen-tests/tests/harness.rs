@@ -1,13 +1,21 @@
-//! Tests of the harness itself, without pylon: the topology comes up as
-//! described, the HTTP servers and the client work through the switch, and
-//! everything is gone afterwards. Needs root.
+//! Tests of the harness itself, without pylon: the topologies come up as
+//! described, the HTTP servers and the client work through the switch, the
+//! DSR and tunnel real servers take packets for the VIP (sent to their MAC,
+//! or encapsulated to their address, as pylon will) without answering ARP
+//! for it, and everything is gone afterwards. Needs root.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
-use pktgen_tests::topology::{CLIENT_IF, HTTP_PORT, LB_CLIENT_IF, LB_SERVER_IF, SERVER_ADDRS};
-use pktgen_tests::{cleanup_stale, e2e_lock, require_root, PylonOptions, PylonProcess, Topology};
+use pktgen_tests::topology::{
+    CLIENT_IF, HTTP_PORT, LB_CLIENT_IF, LB_LAN_IF, LB_SERVER_IF, SERVER_ADDRS, SERVER_IF, TUN_IF,
+    VIP,
+};
+use pktgen_tests::{
+    cleanup_stale, e2e_lock, require_root, vip_url, Forwarding, PylonOptions, PylonProcess,
+    Topology,
+};
 
 fn namespaces() -> Result<Vec<String>> {
     let out = Command::new("ip").args(["netns", "list"]).output()?;
@@ -107,7 +115,7 @@ fn topology_comes_up_serves_http_and_goes_away() -> Result<()> {
     topo.run_client_from(&rs1, 3, &url)?.check_all_ok(3)?;
 
     // Without pylon the VIP does not answer: the client times out.
-    let result = topo.run_client(1, &pktgen_tests::vip_url())?;
+    let result = topo.run_client(1, &vip_url())?;
     ensure!(
         result.failed == 1,
         "the VIP answered without pylon: {result:?}"
@@ -191,5 +199,138 @@ fn pylon_driver_rewrites_stats_and_stops_cleanly() -> Result<()> {
         format!("{err:#}").contains("exited (exit status: 1)"),
         "{err:#}"
     );
+    Ok(())
+}
+
+fn sysctl(topo: &Topology, ns: &str, key: &str) -> Result<String> {
+    Ok(stdout(topo, ns, "sysctl", &["-n", key])?.trim().to_owned())
+}
+
+/// What both LAN topologies share: one bridge, no addresses in the lb
+/// namespace, the real servers on the client's subnet with the VIP and
+/// without ARP for it, and nobody answering for the VIP without pylon.
+fn check_lan(topo: &Topology, vip_dev: &str) -> Result<Vec<String>> {
+    let lb = topo.lb_ns();
+    let lb_addrs = stdout(topo, lb, "ip", &["-4", "-o", "addr", "show"])?;
+    ensure!(
+        lb_addrs.lines().all(|l| l.contains(" lo ")),
+        "lb namespace has addresses: {lb_addrs}"
+    );
+    ensure!(topo.pylon_mac()?.len() == 17, "no MAC for {LB_LAN_IF}");
+    let route = stdout(topo, topo.client_ns(), "ip", &["route", "show"])?;
+    ensure!(
+        !route.contains("default"),
+        "the LAN client has a default route: {route}"
+    );
+    for server in topo.servers() {
+        ensure!(
+            server.addr.starts_with("10.0.1."),
+            "{} is not on the client's subnet",
+            server.addr
+        );
+        for (key, value) in [
+            ("net.ipv4.conf.all.arp_ignore", "1"),
+            (&format!("net.ipv4.conf.{SERVER_IF}.arp_ignore"), "1"),
+            ("net.ipv4.conf.all.arp_announce", "2"),
+            (&format!("net.ipv4.conf.{SERVER_IF}.arp_announce"), "2"),
+        ] {
+            let got = sysctl(topo, &server.ns, key)?;
+            ensure!(got == value, "{}: {key} = {got}", server.name);
+        }
+        let vip = stdout(
+            topo,
+            &server.ns,
+            "ip",
+            &["-4", "-o", "addr", "show", "dev", vip_dev],
+        )?;
+        ensure!(
+            vip.contains(&format!("{VIP}/32")),
+            "{}: no VIP on {vip_dev}: {vip}",
+            server.name
+        );
+    }
+    // Without pylon nobody answers ARP for the VIP: the client times out.
+    let result = topo.run_client(1, &vip_url())?;
+    ensure!(
+        result.failed == 1,
+        "the VIP answered without pylon: {result:?}"
+    );
+    topo.servers()
+        .iter()
+        .map(|server| topo.server_mac(server))
+        .collect()
+}
+
+#[test]
+fn dsr_lan_servers_answer_for_the_vip_directly() -> Result<()> {
+    let _lock = e2e_lock()?;
+    require_root()?;
+    let mut topo = Topology::lan("pharn", Forwarding::Dsr)?;
+    topo.start_http_servers()?;
+    let macs = check_lan(&topo, "lo")?;
+    // What pylon's DSR rewrite does: frames for the VIP to a server's MAC.
+    // The server answers from the VIP itself.
+    let client = topo.client_ns().to_owned();
+    for (server, mac) in topo.servers().iter().zip(&macs) {
+        topo.exec(
+            &client,
+            "ip",
+            &[
+                "neigh",
+                "replace",
+                VIP,
+                "lladdr",
+                mac,
+                "dev",
+                CLIENT_IF,
+                "nud",
+                "permanent",
+            ],
+        )?;
+        let result = topo.run_client(10, &vip_url())?;
+        result.check_all_ok(10)?;
+        ensure!(
+            result.by_server.get(&server.name) == Some(&10),
+            "frames to {}'s MAC answered by {:?}",
+            server.name,
+            result.by_server
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn tunnel_lan_servers_decapsulate_and_answer_directly() -> Result<()> {
+    let _lock = e2e_lock()?;
+    require_root()?;
+    let mut topo = Topology::lan("pharn", Forwarding::Tunnel)?;
+    topo.start_http_servers()?;
+    check_lan(&topo, TUN_IF)?;
+    for server in topo.servers() {
+        for key in ["all", "default", SERVER_IF, TUN_IF] {
+            let key = format!("net.ipv4.conf.{key}.rp_filter");
+            let got = sysctl(&topo, &server.ns, &key)?;
+            ensure!(got == "0", "{}: {key} = {got}", server.name);
+        }
+    }
+    // What pylon's tunnel mode sends: client->VIP packets inside IP-in-IP
+    // to the server's address. The echo replies come from the VIP, not
+    // encapsulated, and the server's TUN device received each request.
+    for server in topo.servers() {
+        let before = topo.iface_counter(&server.ns, TUN_IF, "rx_packets")?;
+        let ping = topo.ipip_ping(server, 3)?;
+        ensure!(
+            ping["replies"] == 3,
+            "encapsulated ping through {}: {ping}",
+            server.name
+        );
+        let after = topo.iface_counter(&server.ns, TUN_IF, "rx_packets")?;
+        ensure!(
+            after - before == 3,
+            "{}'s {TUN_IF} received {} packets for 3 encapsulated pings",
+            server.name,
+            after - before
+        );
+    }
     Ok(())
 }
