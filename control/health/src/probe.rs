@@ -204,9 +204,6 @@ impl Prober {
         socket
             .set_linger(Some(Duration::ZERO))
             .map_err(|e| local("SO_LINGER", &e))?;
-        socket
-            .set_tcp_nodelay(true)
-            .map_err(|e| local("TCP_NODELAY", &e))?;
         bind(&socket, check.source, check.interface.as_deref())?;
         let target = SocketAddrV4::new(server.key.address, server.target_port());
         match socket.connect(&target.into()) {
