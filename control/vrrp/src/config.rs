@@ -248,10 +248,12 @@ pub fn check(instances: &[Vrrp], ports: &[PortRef<'_>], services: &[&str]) -> Re
     let mut vips: HashMap<Ipv4Addr, usize> = HashMap::new();
     for (i, vrrp) in instances.iter().enumerate() {
         let key = |name: &str| format!("vrrp[{i}].{name}");
-        let invalid = |name: &str, problem: String| Err(Invalid {
-            key: key(name),
-            problem,
-        });
+        let invalid = |name: &str, problem: String| {
+            Err(Invalid {
+                key: key(name),
+                problem,
+            })
+        };
         let Some(port) = ports.iter().find(|port| port.name == vrrp.port) else {
             return invalid("port", format!("no port is named `{}`", vrrp.port));
         };

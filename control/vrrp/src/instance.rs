@@ -221,7 +221,10 @@ impl fmt::Display for Reason {
             Reason::MasterDown => f.write_str("no advertisement for Master_Down_Interval"),
             Reason::MasterResigned => f.write_str("master sent priority 0"),
             Reason::Preempted { master, priority } => {
-                write!(f, "preempted lower-priority master {master} (priority {priority})")
+                write!(
+                    f,
+                    "preempted lower-priority master {master} (priority {priority})"
+                )
             }
             Reason::HigherPriority { master, priority } => {
                 write!(f, "higher-priority master {master} (priority {priority})")
@@ -655,9 +658,7 @@ impl Instance {
         if advert.priority == PRIORITY_RESIGN {
             self.master_down_timer = Some(now + self.skew_time());
             self.down_cause = DownCause::Resigned;
-        } else if !self.config.preempt
-            || advert.priority >= self.priority
-            || now < self.preempt_at
+        } else if !self.config.preempt || advert.priority >= self.priority || now < self.preempt_at
         {
             if self.config.version == Version::V3 {
                 self.master_adver_int = advert.adver_int;
@@ -689,8 +690,7 @@ impl Instance {
         if advert.priority == PRIORITY_RESIGN {
             self.send_advert(now, self.priority);
         } else if advert.priority > self.priority
-            || (advert.priority == self.priority
-                && u32::from(src) > u32::from(self.config.primary))
+            || (advert.priority == self.priority && u32::from(src) > u32::from(self.config.primary))
         {
             self.master_adver_int = match self.config.version {
                 Version::V3 => advert.adver_int,

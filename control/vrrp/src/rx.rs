@@ -69,8 +69,12 @@ pub fn check(config: &InstanceConfig, ip_packet: &[u8]) -> Result<Received, Reje
             expected: config.vips.len(),
         });
     }
-    let scope =
-        ChecksumScope::for_version(advert.version, config.checksum_pseudo_header, ip.src, ip.dst);
+    let scope = ChecksumScope::for_version(
+        advert.version,
+        config.checksum_pseudo_header,
+        ip.src,
+        ip.dst,
+    );
     if !VrrpPacket::new_checked(ip.payload)?.verify_checksum(scope) {
         return Err(Reject::Checksum);
     }
@@ -104,4 +108,3 @@ pub fn check(config: &InstanceConfig, ip_packet: &[u8]) -> Result<Received, Reje
         advert,
     })
 }
-

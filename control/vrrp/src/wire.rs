@@ -499,7 +499,8 @@ impl Advert {
             return Err(Reject::Truncated);
         }
         let version_number = message[field::VERSION_TYPE] >> 4;
-        let version = Version::from_number(version_number).ok_or(Reject::Version(version_number))?;
+        let version =
+            Version::from_number(version_number).ok_or(Reject::Version(version_number))?;
         let kind = message[field::VERSION_TYPE] & 0x0f;
         if kind != TYPE_ADVERTISEMENT {
             return Err(Reject::Type(kind));
@@ -542,12 +543,10 @@ impl Advert {
             .map_err(|_| EmitError::TooManyAddresses(self.addresses.len()))?;
         let len = self.message_len();
         let available = buf.len();
-        let out = buf
-            .get_mut(..len)
-            .ok_or(EmitError::BufferTooSmall {
-                needed: len,
-                available,
-            })?;
+        let out = buf.get_mut(..len).ok_or(EmitError::BufferTooSmall {
+            needed: len,
+            available,
+        })?;
         let interval = match self.version {
             Version::V3 if self.adver_int <= MAX_ADVER_INT_V3 => self.adver_int.to_be_bytes(),
             Version::V2 if self.adver_int % 100 == 0 && self.adver_int <= MAX_ADVER_INT_V2 => {
@@ -829,7 +828,12 @@ mod tests {
     fn reserved_bits_are_ignored() {
         let mut message = KEEPALIVED_V3[34..].to_vec();
         message[4] |= 0xf0;
-        assert_eq!(VrrpPacket::new_checked(&message[..]).unwrap().max_adver_int(), 100);
+        assert_eq!(
+            VrrpPacket::new_checked(&message[..])
+                .unwrap()
+                .max_adver_int(),
+            100
+        );
     }
 
     #[test]
