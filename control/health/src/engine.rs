@@ -86,6 +86,7 @@ impl Engine {
     {
         let prober = Prober::new().map_err(EngineError::Poll)?;
         let waker = prober.waker();
+        tracing::info!(servers = servers.len(), "starting health checks");
         let now = Instant::now();
         let mut monitor = Monitor::new(now, SystemTime::now());
         monitor.set_servers(servers, now);

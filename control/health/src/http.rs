@@ -147,7 +147,8 @@ impl ResponseReader {
                     let before = head.len();
                     let take = data.len().min(MAX_HEAD + 1 - before);
                     head.extend_from_slice(&data[..take]);
-                    let Some(end) = head_end(head) else {
+                    // The blank line may begin up to 3 bytes before the new ones.
+                    let Some(end) = head_end(head, before.saturating_sub(3)) else {
                         if head.len() > MAX_HEAD {
                             return self.finish(bad("header too long"));
                         }
@@ -262,13 +263,18 @@ enum Step {
 }
 
 /// Index just past the blank line that ends a header (`\r\n\r\n`, or bare
-/// `\n\n` which RFC 9112 section 2.2 lets a recipient accept).
-fn head_end(head: &[u8]) -> Option<usize> {
-    let crlf = head
+/// `\n\n` which RFC 9112 section 2.2 lets a recipient accept), searched
+/// from `from` on.
+fn head_end(head: &[u8], from: usize) -> Option<usize> {
+    let tail = head.get(from..)?;
+    let crlf = tail
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4);
-    let lf = head.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+        .map(|i| from + i + 4);
+    let lf = tail
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| from + i + 2);
     match (crlf, lf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

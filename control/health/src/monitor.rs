@@ -421,11 +421,12 @@ impl Monitor {
 
     /// `at` on the wall clock.
     fn wall_time(&self, at: Instant) -> SystemTime {
-        if at >= self.anchor {
-            self.wall + (at - self.anchor)
+        let moved = if at >= self.anchor {
+            self.wall.checked_add(at - self.anchor)
         } else {
-            self.wall - (self.anchor - at)
-        }
+            self.wall.checked_sub(self.anchor - at)
+        };
+        moved.unwrap_or(self.wall)
     }
 }
 

@@ -311,6 +311,13 @@ impl Prober {
         &mut self,
         until: Option<Instant>,
     ) -> io::Result<Vec<(RunId, CheckResult, Instant)>> {
+        // Deadlines of probes that already ended would only wake us up.
+        while let Some(&Reverse((_, token))) = self.deadlines.peek() {
+            if self.probes.contains_key(&Token(token)) {
+                break;
+            }
+            self.deadlines.pop();
+        }
         let now = Instant::now();
         let first_deadline = self.deadlines.peek().map(|Reverse((at, _))| *at);
         let wake_at = match (until, first_deadline) {

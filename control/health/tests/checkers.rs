@@ -383,6 +383,12 @@ fn icmp_through_the_engine_many_at_once() {
 }
 
 #[test]
+fn engine_is_shareable() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Engine>();
+}
+
+#[test]
 fn engine_reports_transitions_and_snapshots() {
     let (listener, up_port) = listener();
     let down_port = closed_port();
