@@ -213,3 +213,81 @@ impl ReplyPath {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The counters of the 1,200-request DSR run of `e2e_dsr`.
+    fn dsr_run() -> ReplyPath {
+        ReplyPath {
+            forwarding: Forwarding::Dsr,
+            requests: 1200,
+            forward_packets: 6458,
+            reply_packets: 0,
+            port_ipackets: 6462,
+            client_sent: 6462,
+            client_received: 6385,
+            servers_sent: 6384,
+            decapsulated: None,
+        }
+    }
+
+    #[test]
+    fn direct_replies_pass() {
+        dsr_run().check_direct().unwrap();
+        ReplyPath {
+            forwarding: Forwarding::Tunnel,
+            decapsulated: Some(6458),
+            ..dsr_run()
+        }
+        .check_direct()
+        .unwrap();
+    }
+
+    #[test]
+    fn replies_through_pylon_fail() {
+        // The counters of a NAT run (600 requests, `pylon-demo --mode nat`).
+        let nat = ReplyPath {
+            forwarding: Forwarding::Nat,
+            requests: 600,
+            forward_packets: 3087,
+            reply_packets: 3066,
+            port_ipackets: 6154,
+            client_sent: 3088,
+            client_received: 3067,
+            servers_sent: 3066,
+            decapsulated: None,
+        };
+        let err = nat.check_direct().unwrap_err().to_string();
+        assert!(err.contains("translated 3066 reply packets"), "{err}");
+        // Even with a daemon that does not count them: the port saw them.
+        let uncounted = ReplyPath {
+            reply_packets: 0,
+            ..nat
+        };
+        let err = uncounted.check_direct().unwrap_err().to_string();
+        assert!(err.contains("received 6154 frames"), "{err}");
+    }
+
+    #[test]
+    fn missing_replies_and_lost_tunnel_packets_fail() {
+        let no_replies = ReplyPath {
+            servers_sent: 100,
+            ..dsr_run()
+        };
+        assert!(no_replies.check_direct().is_err());
+        let too_few_forwarded = ReplyPath {
+            forward_packets: 4000,
+            ..dsr_run()
+        };
+        assert!(too_few_forwarded.check_direct().is_err());
+        let lost = ReplyPath {
+            forwarding: Forwarding::Tunnel,
+            decapsulated: Some(6457),
+            ..dsr_run()
+        };
+        let err = lost.check_direct().unwrap_err().to_string();
+        assert!(err.contains("decapsulated 6457"), "{err}");
+    }
+}
