@@ -9,7 +9,11 @@
 //!    `--as-needed` a shared library is only kept when an earlier object uses
 //!    it.
 //! 3. The pkg-config probe then emits the DPDK shared libraries to link.
-//! 4. bindgen writes the bindings to `OUT_DIR`, so they always match the
+//! 4. `librte_net_ring` is linked by name: `rte_eth_from_rings` is the ring
+//!    PMD's own API, and PMD plugins are not in `pkg-config --libs` (EAL
+//!    loads them from its plugin directory; the dynamic loader sees that
+//!    the linked copy is the same file and does not load it twice).
+//! 5. bindgen writes the bindings to `OUT_DIR`, so they always match the
 //!    installed DPDK rather than a checked-in snapshot.
 
 use std::env;
@@ -46,13 +50,14 @@ fn main() {
         .unwrap_or_else(|e| {
             panic!("pkg-config could not find {LIBRARY} (install libdpdk-dev): {e}")
         });
+    println!("cargo:rustc-link-lib=dylib=rte_net_ring");
 
     let bindings = bindgen::Builder::default()
         .header(manifest_dir.join("wrapper.h").to_string_lossy())
         .clang_args(&cflags)
         .allowlist_function("rte_.*|pylon_.*")
         .allowlist_type("rte_.*|RTE_.*")
-        .allowlist_var("rte_.*|RTE_.*|PYLON_.*")
+        .allowlist_var("rte_.*|RTE_.*|PYLON_.*|RING_F_.*")
         // Packed structs that contain aligned members: bindgen cannot lay
         // them out in Rust (E0588), so they are opaque byte blobs here.
         .opaque_type("rte_arp_hdr|rte_arp_ipv4|rte_l2tpv2_.*|rte_gtp_.*")

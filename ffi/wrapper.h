@@ -5,6 +5,7 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
+#include <rte_eth_ring.h>
 #include <rte_lcore.h>
 #include <rte_launch.h>
 #include <rte_ether.h>

@@ -52,6 +52,12 @@ int pylon_pktmbuf_trim(struct rte_mbuf *m, uint16_t len)
 	return rte_pktmbuf_trim(m, len);
 }
 
+unsigned int pylon_ring_dequeue_burst(struct rte_ring *r, void **objs,
+                                      unsigned int n)
+{
+	return rte_ring_dequeue_burst(r, objs, n, NULL);
+}
+
 unsigned int pylon_lcore_id(void)
 {
 	return rte_lcore_id();

@@ -15,6 +15,7 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_ring.h>
 
 /* rte_eth_rx_burst: receive up to nb_pkts mbufs from a queue. */
 uint16_t pylon_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
@@ -42,6 +43,11 @@ char *pylon_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 
 /* rte_pktmbuf_trim: drop bytes from the end of the last segment. */
 int pylon_pktmbuf_trim(struct rte_mbuf *m, uint16_t len);
+
+/* rte_ring_dequeue_burst: take up to n objects off a ring (with the
+ * consumer mode the ring was created with); returns how many. */
+unsigned int pylon_ring_dequeue_burst(struct rte_ring *r, void **objs,
+                                      unsigned int n);
 
 /* rte_lcore_id: this thread's lcore id, or LCORE_ID_ANY (UINT32_MAX) for a
  * thread that is not an EAL lcore. */

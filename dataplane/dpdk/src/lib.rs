@@ -7,6 +7,8 @@
 //! - [`launch`] / [`wait_lcore`]: run Rust closures on worker lcores.
 //! - [`Mempool`], [`Mbuf`], [`Burst`]: packet buffers and fixed-size bursts.
 //! - [`Port`], [`RxQueue`], [`TxQueue`]: ethdev ports and their queues.
+//! - [`Ring`]: rings of mbufs that wire ports back to back in one process
+//!   ([`Port::from_rings`]).
 //!
 //! # Lifetimes of DPDK objects
 //!
@@ -32,6 +34,7 @@ mod eal;
 mod error;
 mod mbuf;
 mod port;
+mod ring;
 
 pub use eal::{
     launch, lcore_id, main_lcore, pause, tsc, tsc_hz, wait_lcore, worker_lcores, Eal, LCORE_ID_ANY,
@@ -39,3 +42,4 @@ pub use eal::{
 pub use error::{Error, Result};
 pub use mbuf::{Burst, Drain, Mbuf, Mempool, BURST_SIZE, DEFAULT_DATA_ROOM, RX_BURST_SIZE};
 pub use port::{Port, PortConf, PortInfo, PortStats, RxQueue, TxQueue};
+pub use ring::Ring;

@@ -10,6 +10,7 @@ use dpdk_sys as sys;
 use crate::eal::EalRef;
 use crate::error::{check, Error, Result};
 use crate::mbuf::{Burst, Mempool, BURST_SIZE, RX_BURST_SIZE};
+use crate::ring::{Attachment, End, Ring};
 
 const MAX_PORTS: usize = sys::RTE_MAX_ETHPORTS as usize;
 
@@ -19,6 +20,9 @@ struct Slot {
     /// Pools given to `configure` since the last close; the RX rings
     /// allocate from them, so they must outlive the queues.
     pools: Vec<Mempool>,
+    /// The rings of a port made by [`Port::from_rings`]: the driver reads
+    /// and writes them until the port is closed.
+    rings: Vec<Attachment>,
     started: bool,
     /// One entry per set-up RX queue (empty until `configure` succeeds):
     /// true while an [`RxQueue`] handle owns the queue.
@@ -31,6 +35,7 @@ impl Slot {
     const fn new() -> Self {
         Slot {
             pools: Vec::new(),
+            rings: Vec::new(),
             started: false,
             rx_claimed: Vec::new(),
             tx_claimed: Vec::new(),
@@ -148,6 +153,75 @@ impl Port {
             sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id)
         })?;
         Ok(Port { id, eal })
+    }
+
+    /// Creates a ring-based port (`rte_eth_from_rings`, DPDK's `net_ring`
+    /// driver; device name `net_ring_<name>`) whose RX queue `i` dequeues
+    /// from `rx[i]` and whose TX queue `i` enqueues to `tx[i]`. Two ports
+    /// that share rings crosswise are a cable between two queues of one
+    /// process: the way to feed a worker from a traffic generator at full
+    /// speed, without a NIC or the kernel.
+    ///
+    /// Each ring may be the RX ring of one port and the TX ring of one port
+    /// (possibly the same port, as a loopback), never more, so that every
+    /// ring keeps one consumer and one producer. The port holds its rings
+    /// until it is [closed](Port::close). Like any port it is then
+    /// configured (the pool is not used by this driver: received mbufs are
+    /// the ones sent) and started.
+    pub fn from_rings(name: &str, rx: &[&Ring], tx: &[&Ring]) -> Result<Port> {
+        let eal = EalRef::acquire()?;
+        if rx.is_empty() || tx.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a ring port needs at least one RX and one TX ring".into(),
+            ));
+        }
+        let cname = CString::new(name)
+            .map_err(|_| Error::InvalidArgument(format!("port name {name:?} contains NUL")))?;
+        // Claimed before the driver sees them; released again (by drop) if
+        // the port cannot be made.
+        let mut rings = Vec::with_capacity(rx.len() + tx.len());
+        for ring in rx {
+            rings.push(Attachment::claim(ring, End::Consumer)?);
+        }
+        for ring in tx {
+            rings.push(Attachment::claim(ring, End::Producer)?);
+        }
+        let ptrs: Vec<*mut sys::rte_ring> = rings.iter().map(Attachment::as_ptr).collect();
+        let (rx_ptrs, tx_ptrs) = ptrs.split_at(rx.len());
+        let mut ports = ports();
+        // SAFETY: the EAL is running (eal); cname is a valid C string; the
+        // pointer arrays hold rx.len() and tx.len() live rings, which the
+        // driver copies, and which stay alive until the port is closed
+        // (slot.rings); ethdev calls are serialised by the lock. Queue
+        // counts are small (each ring is claimed once, so no more than the
+        // rings that exist).
+        let ret = unsafe {
+            sys::rte_eth_from_rings(
+                cname.as_ptr(),
+                rx_ptrs.as_ptr(),
+                rx_ptrs.len() as c_uint,
+                tx_ptrs.as_ptr(),
+                tx_ptrs.len() as c_uint,
+                sys::rte_socket_id(),
+            )
+        };
+        if ret < 0 {
+            return Err(Error::last("rte_eth_from_rings"));
+        }
+        match u16::try_from(ret) {
+            Ok(id) if usize::from(id) < MAX_PORTS => {
+                ports[usize::from(id)].rings = rings;
+                Ok(Port { id, eal })
+            }
+            _ => {
+                // DPDK never returns such an id; if it did, the driver would
+                // still use the rings, so they must never be freed.
+                mem::forget(rings);
+                Err(Error::InvalidArgument(format!(
+                    "port id {ret} is out of range"
+                )))
+            }
+        }
     }
 
     /// The port with id `id`, if it exists (ids run from 0 to
@@ -331,9 +405,9 @@ impl Port {
     }
 
     /// Closes the port (`rte_eth_dev_close`), releasing its queues and its
-    /// hold on the RX mempools. A closed vdev port's id may be reused.
+    /// hold on the RX mempools and rings. A closed vdev port's id may be reused.
     pub fn close(&self) -> Result<()> {
-        let pools = {
+        let old = {
             let mut ports = ports();
             let slot = &mut ports[usize::from(self.id)];
             if slot.has_handles() {
@@ -343,10 +417,11 @@ impl Port {
             check("rte_eth_dev_close", unsafe {
                 sys::rte_eth_dev_close(self.id)
             })?;
-            mem::replace(slot, Slot::new()).pools
+            mem::replace(slot, Slot::new())
         };
-        // Dropped outside the lock: freeing a pool takes the EAL's lock.
-        drop(pools);
+        // Dropped outside the lock: freeing a pool or a ring takes the
+        // EAL's lock.
+        drop(old);
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use pylon_dpdk::{
     launch, lcore_id, main_lcore, tsc, tsc_hz, wait_lcore, worker_lcores, Burst, Eal, Error, Mbuf,
-    Mempool, Port, PortConf, RxQueue, TxQueue, DEFAULT_DATA_ROOM,
+    Mempool, Port, PortConf, Ring, RxQueue, TxQueue, DEFAULT_DATA_ROOM,
 };
 
 /// Removes the EAL runtime directory when the test ends, also when it fails:
@@ -220,6 +220,66 @@ fn eal_mempool_ring_port_round_trip() {
     port.stop().expect("stop");
     port.close().expect("close");
     drop(port);
+
+    // Two ports wired back to back by rings: a sends to b and back.
+    assert!(matches!(
+        Ring::new("bad", 100),
+        Err(Error::InvalidArgument(_))
+    ));
+    let a_to_b = Ring::new("a_to_b", 256).expect("ring");
+    let b_to_a = Ring::new("b_to_a", 256).expect("ring");
+    assert_eq!(a_to_b.name(), "a_to_b");
+    let a = Port::from_rings("a", &[&b_to_a], &[&a_to_b]).expect("port a");
+    let b = Port::from_rings("b", &[&a_to_b], &[&b_to_a]).expect("port b");
+    assert!(
+        matches!(
+            Port::from_rings("c", &[&a_to_b], &[&Ring::new("c", 4).expect("ring")]),
+            Err(Error::InvalidArgument(_))
+        ),
+        "a_to_b already has its consumer"
+    );
+    assert_eq!(Port::by_name("net_ring_a").expect("by name").id(), a.id());
+    assert_eq!(b.info().expect("info").driver_name, "net_ring");
+    for p in [&a, &b] {
+        p.configure(&conf, &pool).expect("configure");
+        p.start().expect("start");
+    }
+    let (mut a_tx, mut a_rx) = (a.tx_queue(0).expect("tx"), a.rx_queue(0).expect("rx"));
+    let (mut b_tx, mut b_rx) = (b.tx_queue(0).expect("tx"), b.rx_queue(0).expect("rx"));
+    let mut out = Burst::new();
+    for i in 0..5 {
+        out.push(packet(&pool, 0x10 + i).expect("packet"))
+            .expect("room");
+    }
+    let mut at_b = round_trip(&mut a_tx, &mut b_rx, &mut out);
+    assert_eq!(at_b.len(), 5);
+    let mut back = Burst::new();
+    for m in at_b.drain() {
+        back.push(m).expect("room");
+    }
+    let mut at_a = round_trip(&mut b_tx, &mut a_rx, &mut back);
+    let fills: Vec<u8> = at_a.drain().map(|m| m.data()[0]).collect();
+    assert_eq!(fills, [0x10, 0x11, 0x12, 0x13, 0x14]);
+    // Left in a ring when everything goes: freed with the ring.
+    let mut stuck = Burst::new();
+    stuck
+        .push(packet(&pool, 0x77).expect("packet"))
+        .expect("room");
+    assert_eq!(a_tx.tx_burst(&mut stuck), 1);
+    assert_eq!(pool.in_use(), 1);
+    drop((a_tx, a_rx, b_tx, b_rx));
+    for p in [&a, &b] {
+        p.stop().expect("stop");
+        p.close().expect("close");
+    }
+    drop((a, b, b_to_a));
+    assert_eq!(pool.in_use(), 1, "a_to_b still has a handle");
+    drop(a_to_b);
+    assert_eq!(
+        pool.in_use(),
+        0,
+        "the last handle of a ring frees its mbufs"
+    );
     drop(pool);
     drop(eal);
     assert_eq!(
