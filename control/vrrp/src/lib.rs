@@ -29,6 +29,8 @@
 //!    ([`config::Vrrp::tracking`]); [`Instance::shutdown`] on exit, then
 //!    send the priority-0 advertisement it asks for.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod instance;
 pub mod rx;

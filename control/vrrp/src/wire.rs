@@ -93,15 +93,6 @@ impl Version {
         };
         HEADER_LEN + 4 * count + auth
     }
-
-    /// Largest advertisement interval this version can carry, in
-    /// centiseconds.
-    pub fn max_adver_int(self) -> u16 {
-        match self {
-            Version::V2 => MAX_ADVER_INT_V2,
-            Version::V3 => MAX_ADVER_INT_V3,
-        }
-    }
 }
 
 /// Why a received frame is not a valid advertisement for an instance. Each
@@ -776,7 +767,7 @@ mod tests {
     /// keepalived 2.2.7 (Debian 12), `version 3`, VRID 51, priority 100,
     /// advert_int 1, VIP 192.0.2.100, from 192.0.2.10 on a veth; captured
     /// with tcpdump.
-    pub(crate) const KEEPALIVED_V3: [u8; 46] = [
+    const KEEPALIVED_V3: [u8; 46] = [
         0x01, 0x00, 0x5e, 0x00, 0x00, 0x12, 0x42, 0x7f, 0xbc, 0x0f, 0x85, 0x6a, 0x08, 0x00, 0x45,
         0xc0, 0x00, 0x20, 0x00, 0x01, 0x00, 0x00, 0xff, 0x70, 0x18, 0x90, 0xc0, 0x00, 0x02, 0x0a,
         0xe0, 0x00, 0x00, 0x12, 0x31, 0x33, 0x64, 0x01, 0x00, 0x64, 0x05, 0x69, 0xc0, 0x00, 0x02,
