@@ -92,6 +92,14 @@ impl StartLag {
         self.max
     }
 
+    /// Starts later than `lag`, at the buckets' resolution: those in
+    /// buckets that begin at or after `lag`, rounded up to a bucket edge.
+    pub fn later_than(&self, lag: Duration) -> u64 {
+        let first = lag.as_micros().div_ceil(Self::BUCKET.as_micros());
+        let skip = usize::try_from(first).unwrap_or(usize::MAX);
+        self.buckets.iter().skip(skip).sum::<u64>() + self.over
+    }
+
     /// The lag that `percent` % of the starts did not exceed, rounded up to
     /// a bucket's upper edge (and never above the maximum); zero before any
     /// start.
@@ -666,5 +674,9 @@ mod tests {
         assert_eq!(lag.percentile(99.0), Duration::from_micros(1100));
         assert_eq!(lag.percentile(100.0), Duration::from_secs(2));
         assert_eq!(lag.max(), Duration::from_secs(2));
+        assert_eq!(lag.later_than(Duration::from_micros(900)), 12);
+        assert_eq!(lag.later_than(Duration::from_micros(850)), 12);
+        assert_eq!(lag.later_than(Duration::ZERO), 101);
+        assert_eq!(lag.later_than(Duration::from_secs(1)), 1);
     }
 }

@@ -2,6 +2,7 @@
 //! plus a thread per running `exec` command.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use rustix::io::Errno;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -133,18 +134,11 @@ impl Prober {
         Arc::clone(&self.waker)
     }
 
-    fn token(&mut self) -> Token {
-        let token = Token(self.next_token);
-        // Never WAKER: the counter would need 2^64 probes to get there.
-        self.next_token = self.next_token.wrapping_add(1) % WAKER.0;
-        token
-    }
-
     /// Starts the check of `server` as `run`; its result comes out of a
     /// later [`wait`](Prober::wait).
     pub(crate) fn start(&mut self, run: RunId, server: &ServerCheck) {
         let check = &server.check;
-        let token = self.token();
+        let token = take_token(&mut self.next_token);
         let deadline = Instant::now() + check.timeout;
         let started = match &check.probe {
             Probe::Icmp => self.start_icmp(token, server),
@@ -230,10 +224,18 @@ impl Prober {
             source: server.check.source,
             interface: server.check.interface.clone(),
         };
-        if !self.icmp.contains_key(&binding) {
-            let socket = self.open_icmp(&binding)?;
-            self.icmp.insert(binding.clone(), socket);
-        }
+        let icmp = match self.icmp.entry(binding.clone()) {
+            Entry::Occupied(open) => open.into_mut(),
+            Entry::Vacant(slot) => {
+                let socket_token = take_token(&mut self.next_token);
+                let socket = open_icmp(self.poll.registry(), socket_token, &binding)?;
+                self.icmp_tokens.insert(socket_token, binding.clone());
+                slot.insert(IcmpSocket {
+                    socket,
+                    pending: HashMap::new(),
+                })
+            }
+        };
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
         let mut payload = [0; 16];
@@ -241,9 +243,6 @@ impl Prober {
         payload[8..].copy_from_slice(&(token.0 as u64).to_be_bytes());
         let request = icmp::echo_request(self.ident, seq, &payload);
         let target = server.key.address;
-        let Some(icmp) = self.icmp.get_mut(&binding) else {
-            return Err(Reason::Io("ICMP socket missing".to_owned()));
-        };
         let address = SockAddr::from(SocketAddrV4::new(target, 0));
         icmp.socket
             .send_to(&request, &address)
@@ -254,29 +253,6 @@ impl Prober {
             seq,
             target,
             payload,
-        })
-    }
-
-    fn open_icmp(&mut self, binding: &Binding) -> Result<IcmpSocket, Reason> {
-        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
-            .map_err(|e| local("raw ICMP socket (needs CAP_NET_RAW)", &e))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| local("O_NONBLOCK", &e))?;
-        bind(&socket, binding.source, binding.interface.as_deref())?;
-        let token = self.token();
-        self.poll
-            .registry()
-            .register(
-                &mut SourceFd(&socket.as_raw_fd()),
-                token,
-                Interest::READABLE,
-            )
-            .map_err(|e| local("epoll", &e))?;
-        self.icmp_tokens.insert(token, binding.clone());
-        Ok(IcmpSocket {
-            socket,
-            pending: HashMap::new(),
         })
     }
 
@@ -506,6 +482,31 @@ fn advance(probe: &mut StreamProbe, buffer: &mut [u8]) -> Option<CheckResult> {
             }
         }
     }
+}
+
+/// The next token from `counter`; never WAKER.
+fn take_token(counter: &mut usize) -> Token {
+    let token = Token(*counter);
+    *counter = counter.wrapping_add(1) % WAKER.0;
+    token
+}
+
+/// A raw ICMP socket bound as `binding` says, registered as `token`.
+fn open_icmp(registry: &Registry, token: Token, binding: &Binding) -> Result<Socket, Reason> {
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+        .map_err(|e| local("raw ICMP socket (needs CAP_NET_RAW)", &e))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| local("O_NONBLOCK", &e))?;
+    bind(&socket, binding.source, binding.interface.as_deref())?;
+    registry
+        .register(
+            &mut SourceFd(&socket.as_raw_fd()),
+            token,
+            Interest::READABLE,
+        )
+        .map_err(|e| local("epoll", &e))?;
+    Ok(socket)
 }
 
 /// Binds `socket` to a source address and an interface, when given.

@@ -26,7 +26,10 @@ pub struct Measurement {
     pub never_checked: usize,
     pub p50: Duration,
     pub p99: Duration,
+    pub p999: Duration,
     pub max: Duration,
+    /// Starts later than 5 % of the interval.
+    pub late: u64,
     /// CPU time of the engine thread, if /proc tells.
     pub engine_cpu: Option<Duration>,
 }
@@ -48,13 +51,22 @@ impl Measurement {
             self.transitions,
             self.never_checked,
         );
-        for (name, lag) in [("p50", self.p50), ("p99", self.p99), ("max", self.max)] {
+        for (name, lag) in [
+            ("p50", self.p50),
+            ("p99", self.p99),
+            ("p99.9", self.p999),
+            ("max", self.max),
+        ] {
             println!(
-                "start drift {name}: {:8.3} ms = {:6.3} % of the interval",
+                "start drift {name:>5}: {:8.3} ms = {:6.3} % of the interval",
                 lag.as_secs_f64() * 1000.0,
                 percent(lag)
             );
         }
+        println!(
+            "starts later than 5 % of the interval: {} of {}",
+            self.late, self.started
+        );
         match self.engine_cpu {
             Some(cpu) => println!(
                 "engine thread CPU: {:.3} s in {seconds:.1} s = {:.1} % of one core",
@@ -121,12 +133,9 @@ pub fn run(servers: usize, interval: Duration, duration: Duration) -> io::Result
     })
     .map_err(io::Error::other)?;
     let begin = Instant::now();
-    let cpu_before = engine_cpu();
     thread::sleep(duration);
     let elapsed = begin.elapsed();
-    let engine_cpu = engine_cpu()
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before));
+    let engine_cpu = engine_cpu();
     let lag = engine.start_lag();
     let snapshot = engine.snapshot();
     drop(engine);
@@ -146,7 +155,9 @@ pub fn run(servers: usize, interval: Duration, duration: Duration) -> io::Result
         never_checked: snapshot.iter().filter(|h| h.checks_run == 0).count(),
         p50: lag.percentile(50.0),
         p99: lag.percentile(99.0),
+        p999: lag.percentile(99.9),
         max: lag.max(),
+        late: lag.later_than(interval / 20),
         engine_cpu,
     })
 }
