@@ -19,6 +19,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
+pub use pylon_health::{HealthCheck, HealthCheckConfig, HealthControl};
 use serde::Deserialize;
 
 /// A validated configuration, as returned by [`Config::load`] and
@@ -207,6 +208,11 @@ pub struct Control {
     pub stats_file: PathBuf,
     /// `tracing` filter directive, like `info` or `pylon=debug,warn`.
     pub log: String,
+    /// Source address of every health check (the management address).
+    pub health_source: Option<Ipv4Addr>,
+    /// Interface every health check leaves through (`SO_BINDTODEVICE`),
+    /// the management interface.
+    pub health_interface: Option<String>,
 }
 
 impl Default for Control {
@@ -214,6 +220,18 @@ impl Default for Control {
         Control {
             stats_file: PathBuf::from("/run/pylon/stats.json"),
             log: "info".to_owned(),
+            health_source: None,
+            health_interface: None,
+        }
+    }
+}
+
+impl Control {
+    /// The `[control]` keys the health checks use.
+    pub fn health(&self) -> HealthControl {
+        HealthControl {
+            source: self.health_source,
+            interface: self.health_interface.clone(),
         }
     }
 }
@@ -278,10 +296,23 @@ pub struct Service {
     pub protocol: Protocol,
     /// How a new connection picks its real server (default `wlc`).
     pub scheduler: Scheduler,
-    /// How packets reach the real server (default and only value `nat`).
+    /// How packets reach the real server (default `nat`).
     pub forwarding: Forwarding,
     /// Real servers, at least one.
     pub servers: Vec<Server>,
+    /// `[services.health]`: the check every server gets by default.
+    pub health: Option<HealthCheckConfig>,
+    /// `[services.sorry]`: takes new connections while every real server
+    /// is down or quiesced.
+    pub sorry: Option<Sorry>,
+}
+
+/// `[services.sorry]`: the sorry server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sorry {
+    pub address: Ipv4Addr,
+    /// The service port when not given.
+    pub port: u16,
 }
 
 /// `[[services.servers]]`: a real server.
@@ -293,6 +324,11 @@ pub struct Server {
     pub port: u16,
     /// 0..=65535; 0 = quiesced (no new connections).
     pub weight: u16,
+    /// The server's `health = { ... }` overrides, as written.
+    pub health: Option<HealthCheckConfig>,
+    /// The resolved check of this server (service defaults under its
+    /// overrides, `[control]` source and interface); `None`: not checked.
+    pub check: Option<HealthCheck>,
 }
 
 /// A service as written: a server's port defaults to the service's.
@@ -312,6 +348,19 @@ struct ServiceFile {
     forwarding: Forwarding,
     #[serde(default)]
     servers: Vec<ServerFile>,
+    #[serde(default)]
+    health: Option<HealthCheckConfig>,
+    #[serde(default)]
+    sorry: Option<SorryFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SorryFile {
+    #[serde(deserialize_with = "de::unicast")]
+    address: Ipv4Addr,
+    #[serde(default, deserialize_with = "de::opt_port")]
+    port: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -326,6 +375,8 @@ struct ServerFile {
         deserialize_with = "de::ranged::<_, u16, 0, 65535>"
     )]
     weight: u16,
+    #[serde(default)]
+    health: Option<HealthCheckConfig>,
 }
 
 fn default_weight() -> u16 {
@@ -341,6 +392,8 @@ impl From<ServiceFile> for Service {
                 address: server.address,
                 port: server.port.unwrap_or(file.port),
                 weight: server.weight,
+                health: server.health,
+                check: None,
             })
             .collect();
         Service {
@@ -351,6 +404,11 @@ impl From<ServiceFile> for Service {
             scheduler: file.scheduler,
             forwarding: file.forwarding,
             servers,
+            health: file.health,
+            sorry: file.sorry.map(|s| Sorry {
+                address: s.address,
+                port: s.port.unwrap_or(file.port),
+            }),
         }
     }
 }
@@ -477,7 +535,10 @@ impl Config {
                 let key = e.path().to_string();
                 error(syntax_problem(key, &e.into_inner(), text))
             })?;
+        let mut config = config;
         validate::check(&config).map_err(|invalid| error((invalid.key, invalid.problem)))?;
+        validate::health_checks(&mut config)
+            .map_err(|invalid| error((invalid.key, invalid.problem)))?;
         Ok(config)
     }
 

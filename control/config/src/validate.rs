@@ -272,6 +272,7 @@ fn services(config: &Config) -> Checked {
             );
         }
         servers(config, i, service, &vips)?;
+        sorry(config, i, service, &vips)?;
     }
     Ok(())
 }
@@ -352,6 +353,86 @@ fn servers(
                 ),
             );
         }
+    }
+    Ok(())
+}
+
+/// Resolves every server's health check (service defaults under the
+/// server's overrides) and stores it in the server; also checks
+/// `control.health_interface`.
+pub(crate) fn health_checks(config: &mut Config) -> Checked {
+    if let Some(name) = &config.control.health_interface {
+        if let Some(problem) = pylon_health::config::interface_problem(name) {
+            return invalid("control.health_interface", problem);
+        }
+    }
+    let control = config.control.health();
+    for (i, service) in config.services.iter_mut().enumerate() {
+        let defaults = service.health.clone();
+        for (k, server) in service.servers.iter_mut().enumerate() {
+            server.check =
+                pylon_health::config::resolve(defaults.as_ref(), server.health.as_ref(), &control)
+                    .map_err(|e| {
+                        let table = match e.origin {
+                            pylon_health::Origin::Service => format!("services[{i}].health"),
+                            pylon_health::Origin::Server => {
+                                format!("services[{i}].servers[{k}].health")
+                            }
+                        };
+                        Invalid {
+                            key: format!("{table}.{}", e.key),
+                            problem: e.problem,
+                        }
+                    })?;
+        }
+    }
+    Ok(())
+}
+
+/// The sorry server obeys the rules of a real server of the service.
+fn sorry(config: &Config, i: usize, service: &Service, vips: &HashMap<Ipv4Addr, usize>) -> Checked {
+    let Some(sorry) = &service.sorry else {
+        return Ok(());
+    };
+    let key = format!("services[{i}].sorry.address");
+    let addr = sorry.address;
+    if let Some((j, port)) = port_with_address(config, addr) {
+        return invalid(
+            key,
+            format!("{addr} is the address of ports[{j}] (`{}`)", port.name),
+        );
+    }
+    if let Some(&j) = vips.get(&addr) {
+        return invalid(
+            key,
+            format!(
+                "{addr} is the VIP of services[{j}] (`{}`)",
+                config.services[j].name
+            ),
+        );
+    }
+    if config.port_for(addr).is_none() {
+        return invalid(
+            key,
+            format!("{addr} is not on any port's subnet and no port has a gateway"),
+        );
+    }
+    if service.forwarding == Forwarding::Dsr
+        && !config.ports.iter().any(|p| p.address.contains(&addr))
+    {
+        return invalid(
+            key,
+            format!("{addr} is not on any port's connected subnet, which forwarding `dsr` needs"),
+        );
+    }
+    if service.forwarding != Forwarding::Nat && sorry.port != service.port {
+        return invalid(
+            format!("services[{i}].sorry.port"),
+            format!(
+                "{} differs from the service port {}; forwarding `{}` does not translate ports",
+                sorry.port, service.port, service.forwarding
+            ),
+        );
     }
     Ok(())
 }

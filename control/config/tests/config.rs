@@ -1137,3 +1137,76 @@ fn port_for_unreachable() {
     ));
     assert_eq!(config.port_for(Ipv4Addr::new(192, 0, 2, 1)), None);
 }
+
+#[test]
+fn health_checks_resolve_per_server() {
+    let c = ok(&with("[control]\nhealth_source = \"192.168.0.5\"\n").replace(
+        "protocol = \"tcp\"\n",
+        "protocol = \"tcp\"\n[services.health]\nkind = \"http\"\npath = \"/healthz\"\ninterval = 2\nfall = 4\n",
+    )
+    .replace(
+        "address = \"10.0.2.12\"",
+        "address = \"10.0.2.12\"\nhealth = { kind = \"tcp\", port = 9000 }",
+    ));
+    let first = c.services[0].servers[0].check.as_ref().expect("checked");
+    assert_eq!(first.kind(), pylon_health::CheckKind::Http);
+    assert_eq!((first.interval.as_secs(), first.fall), (2, 4));
+    assert_eq!(first.source, Some(Ipv4Addr::new(192, 168, 0, 5)));
+    let second = c.services[0].servers[1].check.as_ref().expect("checked");
+    assert_eq!(
+        (second.kind(), second.port, second.fall),
+        (pylon_health::CheckKind::Tcp, Some(9000), 4)
+    );
+    assert!(
+        ok(&with("")).services[0].servers[0].check.is_none(),
+        "no table: not checked"
+    );
+}
+
+#[test]
+fn bad_health_tables_name_their_key() {
+    bad(
+        &with("").replace(
+            "protocol = \"tcp\"\n",
+            "protocol = \"tcp\"\n[services.health]\nkind = \"tcp\"\ninterval = 1\ntimeout = 5\n",
+        ),
+        "services[0].health.timeout",
+        "",
+    );
+    bad(
+        &with("").replace(
+            "address = \"10.0.2.12\"",
+            "address = \"10.0.2.12\"\nhealth = { kind = \"http\", expect_status = 700 }",
+        ),
+        "services[0].servers[1].health.expect_status",
+        "",
+    );
+}
+
+#[test]
+fn sorry_server_rules() {
+    let sorry = |addr: &str| {
+        with("").replace(
+            "protocol = \"tcp\"\n",
+            &format!("protocol = \"tcp\"\n[services.sorry]\naddress = \"{addr}\"\n"),
+        )
+    };
+    let c = ok(&sorry("10.0.2.99"));
+    assert_eq!(
+        c.services[0].sorry,
+        Some(pylon_config::Sorry {
+            address: Ipv4Addr::new(10, 0, 2, 99),
+            port: 80
+        })
+    );
+    bad(
+        &sorry("10.0.2.1"),
+        "services[0].sorry.address",
+        "is the address of ports[1]",
+    );
+    bad(
+        &sorry("10.0.1.100"),
+        "services[0].sorry.address",
+        "is the VIP of services[0]",
+    );
+}

@@ -1,18 +1,18 @@
 //! Start-up, the control lcore's loop and shutdown of the daemon.
 
+use crate::health::Health;
 use crate::neighbors::NeighborManager;
+use crate::pool::Pool;
 use crate::slowpath::{self, Outcome, SlowCounters, SlowPath, ARP_FRAME_LEN};
 use crate::stats::{self, StatsView};
-use pylon_config::{Config, Forwarding, Protocol, Scheduler as SchedKind};
+use pylon_config::Config;
 use pylon_conntrack::{Table, Timeouts};
 use pylon_dataplane::counters::WorkerCounters;
 use pylon_dataplane::forward::{release, Forwarder};
 use pylon_dataplane::shared::Shared;
-use pylon_dataplane::snapshot::{Mode, PortInfo, Server, Service, Snapshot};
+use pylon_dataplane::snapshot::PortInfo;
 use pylon_dataplane::worker::{ControlRing, IdleBackoff, Worker};
 use pylon_dpdk::{Eal, Mbuf, Mempool, Port, PortConf};
-use pylon_sched::Kind;
-use pylon_wire::frame::{PROTO_TCP, PROTO_UDP};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,6 +43,10 @@ pub enum Error {
     Port { port: String, problem: String },
     #[error("{0}")]
     Setup(String),
+    #[error("{0}")]
+    Pool(#[from] crate::pool::TooManyServers),
+    #[error("health checks: {0}")]
+    Health(#[from] pylon_health::EngineError),
 }
 
 /// Removes the EAL runtime directory when dropped: EAL leaves its config,
@@ -115,53 +119,6 @@ fn af_packet_qpairs(args: &mut [String], qpairs: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn kind(s: SchedKind) -> Kind {
-    match s {
-        SchedKind::Rr => Kind::Rr,
-        SchedKind::Wrr => Kind::Wrr,
-        SchedKind::Lc => Kind::Lc,
-        SchedKind::Wlc => Kind::Wlc,
-    }
-}
-
-/// Builds the first published snapshot from the validated config.
-fn snapshot(cfg: &Config, ports: Vec<PortInfo>) -> Result<Snapshot, Error> {
-    let mut next_id: u16 = 0;
-    let mut services = Vec::new();
-    for svc in &cfg.services {
-        let mut servers = Vec::new();
-        for s in &svc.servers {
-            servers.push(Server {
-                id: next_id,
-                addr: u32::from(s.address),
-                port: s.port,
-                weight: u32::from(s.weight),
-            });
-            next_id = next_id
-                .checked_add(1)
-                .ok_or_else(|| Error::Setup("more than 65535 real servers".into()))?;
-        }
-        services.push(Service {
-            name: svc.name.clone(),
-            vip: u32::from(svc.vip),
-            port: svc.port,
-            proto: match svc.protocol {
-                Protocol::Tcp => PROTO_TCP,
-                Protocol::Udp => PROTO_UDP,
-            },
-            scheduler: kind(svc.scheduler),
-            mode: match svc.forwarding {
-                Forwarding::Nat => Mode::Nat,
-                Forwarding::Dsr => Mode::Dsr,
-                Forwarding::Tunnel => Mode::Tunnel,
-            },
-            servers,
-            sorry: None,
-        });
-    }
-    Ok(Snapshot::new(1, ports, services))
-}
-
 fn timeouts(cfg: &Config) -> Timeouts {
     let t = &cfg.timeouts;
     let ms = |s: u32| s.saturating_mul(1000);
@@ -189,7 +146,7 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
     let _runtime = RuntimeDir(PathBuf::from("/var/run/dpdk").join(&cfg.eal.file_prefix));
     info!(?args, "initialising EAL");
     let _eal = Eal::init(&args)?;
-    let pool = Mempool::new(
+    let mbufs = Mempool::new(
         "pylon_mbufs",
         cfg.eal.mbufs,
         cfg.eal.mbuf_cache,
@@ -211,7 +168,7 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
             tx_desc: cfg.dataplane.tx_desc,
             rss: nworkers > 1,
         };
-        port.configure(&conf, &pool)?;
+        port.configure(&conf, &mbufs)?;
         port.start()?;
         let mac = port.mac()?;
         info!(port = %p.name, driver = %dev.driver_name, mac = ?mac, "port started");
@@ -228,11 +185,13 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
     }
 
     let table = Table::new(cfg.dataplane.conn_capacity, timeouts(cfg))?;
-    let nservers: usize = cfg.services.iter().map(|s| s.servers.len()).sum();
+    let mut pool = Pool::from_config(cfg, |service, addr, port| {
+        crate::health::initially_up(cfg, service, addr, port)
+    })?;
     let shared = Arc::new(Shared::new(
-        snapshot(cfg, infos)?,
+        pool.snapshot(&infos),
         table,
-        nservers.max(MIN_SERVER_SLOTS),
+        pool.ids_used().max(MIN_SERVER_SLOTS),
     ));
     info!(
         capacity = shared.conns.capacity(),
@@ -304,10 +263,15 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
     );
     worker_counters.push((cfg.eal.main_lcore, ctl_counters));
 
+    // Checks start once the dataplane can act on their results.
+    let health = Health::start(cfg)?;
     let mut control = Control {
         cfg,
+        pool,
+        port_infos: infos,
+        health,
         shared: &shared,
-        pool: &pool,
+        mbufs: &mbufs,
         ring: &ring,
         worker: ctl_worker,
         slow: SlowPath {
@@ -329,15 +293,18 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         drop(left);
     }
     drop(ports);
-    drop(pool);
+    drop(mbufs);
     info!("stopped");
     result
 }
 
 struct Control<'a> {
     cfg: &'a Config,
+    pool: Pool,
+    port_infos: Vec<PortInfo>,
+    health: Health,
     shared: &'a Arc<Shared>,
-    pool: &'a Mempool,
+    mbufs: &'a Mempool,
     ring: &'a ControlRing,
     worker: Worker,
     slow: SlowPath,
@@ -382,6 +349,7 @@ impl Control<'_> {
             let mut work = self.slow_path(now);
             work += self.worker.poll_once();
             self.take_requests(now);
+            self.apply_health();
             if last_tick.is_none_or(|t| now.wrapping_sub(t) >= TICK_MS) {
                 self.tick(now);
                 last_tick = Some(now);
@@ -424,6 +392,37 @@ impl Control<'_> {
         n
     }
 
+    /// Applies health transitions: a server that went down gets effective
+    /// weight 0 (and, if configured, its connections expired); one that
+    /// came back gets its weight again. One snapshot per batch.
+    fn apply_health(&mut self) {
+        let mut changed = false;
+        while let Some(t) = self.health.next_transition() {
+            let up = t.new == pylon_health::State::Up;
+            let Some(server) = self
+                .pool
+                .set_up(&t.key.service, t.key.address, t.key.port, up)
+            else {
+                continue;
+            };
+            changed = true;
+            let id = server.id;
+            if !up && self.health.expires_on_down(&t.key) {
+                let servers = &self.shared.servers;
+                let n = self
+                    .shared
+                    .conns
+                    .expire_where(|c| c.server == id, |c| release(servers, c));
+                info!(server = %t.key, expired = n, "connections of a down server expired");
+            }
+        }
+        if changed {
+            self.shared
+                .snapshot
+                .store(Arc::new(self.pool.snapshot(&self.port_infos)));
+        }
+    }
+
     /// Next hops the workers could not find.
     fn take_requests(&mut self, now: u32) {
         let snap = self.shared.snapshot.load();
@@ -445,7 +444,7 @@ impl Control<'_> {
             let Some(info) = snap.ports.get(probe.port) else {
                 continue;
             };
-            let Some(mut m) = Mbuf::alloc(self.pool) else {
+            let Some(mut m) = Mbuf::alloc(self.mbufs) else {
                 warn!(
                     "mempool exhausted: ARP probe for {} not sent",
                     std::net::Ipv4Addr::from(probe.ip)
@@ -474,6 +473,7 @@ impl Control<'_> {
             slow: &self.slow.counters,
             ports: &ports,
             neighbors_resolved: self.slow.neighbors.resolved(),
+            health: &self.health.snapshot(),
         });
         if let Err(e) = stats::write(&self.cfg.control.stats_file, &doc) {
             warn!("stats file {}: {e}", self.cfg.control.stats_file.display());

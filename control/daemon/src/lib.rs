@@ -2,6 +2,8 @@
 //! ICMP, timers and stats, plus start-up and shutdown of the dataplane.
 
 pub mod app;
+pub mod health;
 pub mod neighbors;
+pub mod pool;
 pub mod slowpath;
 pub mod stats;

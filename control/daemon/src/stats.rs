@@ -18,6 +18,7 @@ pub struct StatsView<'a> {
     pub slow: &'a SlowCounters,
     pub ports: &'a [(String, &'a Port)],
     pub neighbors_resolved: usize,
+    pub health: &'a [pylon_health::ServerHealth],
 }
 
 fn worker_json(lcore: u32, c: &WorkerCounters) -> Value {
@@ -100,6 +101,7 @@ pub fn to_json(v: &StatsView<'_>) -> Value {
         },
         "ports": ports,
         "servers": servers,
+        "health": v.health,
     })
 }
 
