@@ -49,6 +49,9 @@ pub struct Config {
     /// `[[services]]`: virtual services.
     #[serde(default)]
     pub services: Vec<Service>,
+    /// `[[vrrp]]`: VRRP instances (keepalived's `vrrp_instance`).
+    #[serde(default)]
+    pub vrrp: Vec<pylon_vrrp::config::Vrrp>,
 }
 
 /// `[eal]`: arguments of `rte_eal_init` and the packet buffer pool.

@@ -45,7 +45,25 @@ pub(crate) fn check(config: &Config) -> Checked {
         return invalid("control.stats_file", "must not be empty");
     }
     ports(config)?;
-    services(config)
+    services(config)?;
+    vrrp(config)
+}
+
+/// The `[[vrrp]]` rules between keys, as `pylon-vrrp` states them.
+fn vrrp(config: &Config) -> Checked {
+    let ports: Vec<pylon_vrrp::config::PortRef<'_>> = config
+        .ports
+        .iter()
+        .map(|p| pylon_vrrp::config::PortRef {
+            name: &p.name,
+            address: p.address.addr(),
+        })
+        .collect();
+    let services: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+    pylon_vrrp::config::check(&config.vrrp, &ports, &services).map_err(|e| Invalid {
+        key: e.key,
+        problem: e.problem,
+    })
 }
 
 fn eal(config: &Config) -> Checked {

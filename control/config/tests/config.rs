@@ -382,7 +382,11 @@ fn unknown_keys_are_rejected() {
         "services[0].servers[1].backup",
         "unknown key `backup`",
     );
-    bad(&with("[vrrp]"), "vrrp", "unknown key `vrrp`");
+    bad(
+        &with("[keepalived]"),
+        "keepalived",
+        "unknown key `keepalived`",
+    );
 }
 
 #[test]
@@ -1208,5 +1212,21 @@ fn sorry_server_rules() {
         &sorry("10.0.1.100"),
         "services[0].sorry.address",
         "is the VIP of services[0]",
+    );
+}
+
+#[test]
+fn vrrp_instances_are_checked_against_ports() {
+    let vrrp = |port: &str| {
+        with(&format!(
+            "[[vrrp]]\nvrid = 51\npriority = 200\nadvert_int = 0.1\nport = \"{port}\"\nvips = [\"10.0.1.100\"]\n"
+        ))
+    };
+    let c = ok(&vrrp("client"));
+    assert_eq!((c.vrrp[0].vrid, c.vrrp[0].advert_int_cs), (51, 10));
+    bad(
+        &vrrp("nowhere"),
+        "vrrp[0].port",
+        "no port is named `nowhere`",
     );
 }

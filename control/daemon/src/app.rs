@@ -5,6 +5,7 @@ use crate::neighbors::NeighborManager;
 use crate::pool::Pool;
 use crate::slowpath::{self, Outcome, SlowCounters, SlowPath, ARP_FRAME_LEN};
 use crate::stats::{self, StatsView};
+use crate::vrrp::Vrrp;
 use pylon_config::Config;
 use pylon_conntrack::{Table, Timeouts};
 use pylon_dataplane::counters::WorkerCounters;
@@ -47,6 +48,8 @@ pub enum Error {
     Pool(#[from] crate::pool::TooManyServers),
     #[error("health checks: {0}")]
     Health(#[from] pylon_health::EngineError),
+    #[error("{0}")]
+    Vrrp(#[from] crate::vrrp::VrrpError),
 }
 
 /// Removes the EAL runtime directory when dropped: EAL leaves its config,
@@ -179,6 +182,7 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
             mask: u32::from(p.address.netmask()),
             gateway: p.gateway.map(u32::from),
             mtu: p.mtu,
+            vmacs: Vec::new(),
         });
         spare_rx.push(spare);
         ports.0.push((p.name.clone(), port));
@@ -188,8 +192,22 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
     let mut pool = Pool::from_config(cfg, |service, addr, port| {
         crate::health::initially_up(cfg, service, addr, port)
     })?;
+    let vrrp = Vrrp::new(&cfg.vrrp, |name| {
+        let i = cfg.ports.iter().position(|p| p.name == name)?;
+        Some((i, cfg.ports[i].address.addr()))
+    })?;
+    // Frames to a virtual MAC must reach us: a MAC filter entry, or
+    // promiscuous mode where the driver has no filter (af_packet needs
+    // neither, but asking does no harm).
+    for (port, vmac) in vrrp.virtual_macs() {
+        let (name, p) = &ports.0[port];
+        if let Err(e) = p.add_mac(vmac) {
+            info!(port = %name, "no MAC filter for the virtual MAC ({e}); going promiscuous");
+            p.set_promiscuous(true)?;
+        }
+    }
     let shared = Arc::new(Shared::new(
-        pool.snapshot(&infos),
+        pool.snapshot(&infos, &vrrp.ownership()),
         table,
         pool.ids_used().max(MIN_SERVER_SLOTS),
     ));
@@ -270,6 +288,7 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         pool,
         port_infos: infos,
         health,
+        vrrp,
         shared: &shared,
         mbufs: &mbufs,
         ring: &ring,
@@ -303,6 +322,7 @@ struct Control<'a> {
     pool: Pool,
     port_infos: Vec<PortInfo>,
     health: Health,
+    vrrp: Vrrp,
     shared: &'a Arc<Shared>,
     mbufs: &'a Mempool,
     ring: &'a ControlRing,
@@ -343,6 +363,7 @@ impl Control<'_> {
         register(SIGUSR1, &dump)?;
         // The first dump tells supervisors and tests the dataplane is up.
         self.write_stats();
+        self.vrrp.startup(self.shared.clock.now_ms64());
         let mut last_tick: Option<u32> = None;
         while !stop.load(Ordering::Relaxed) {
             let now = self.shared.clock.now_ms();
@@ -350,6 +371,8 @@ impl Control<'_> {
             work += self.worker.poll_once();
             self.take_requests(now);
             self.apply_health();
+            self.vrrp.on_timer(self.shared.clock.now_ms64());
+            self.vrrp_actions();
             if last_tick.is_none_or(|t| now.wrapping_sub(t) >= TICK_MS) {
                 self.tick(now);
                 last_tick = Some(now);
@@ -362,9 +385,42 @@ impl Control<'_> {
             }
             self.worker.back_off(work);
         }
+        // A MASTER resigns with a priority-0 advertisement (RFC 5798
+        // §6.4.3) so the backup takes over without waiting.
+        self.vrrp.shutdown(self.shared.clock.now_ms64());
+        self.vrrp_actions();
         self.worker.flush();
         self.write_stats();
         Ok(())
+    }
+
+    /// Sends what the VRRP instances asked for and republishes the
+    /// snapshot when an instance changed state.
+    fn vrrp_actions(&mut self) {
+        let neigh = self.shared.neighbors.load();
+        let (frames, changed) = self.vrrp.actions(|ip| neigh.get(&u32::from(ip)).copied());
+        for out in frames {
+            let Ok(len) = u16::try_from(out.frame.len()) else {
+                continue;
+            };
+            let Some(mut m) = Mbuf::alloc(self.mbufs) else {
+                warn!("mempool exhausted: VRRP frame not sent");
+                continue;
+            };
+            if m.set_len(len) {
+                m.data_mut().copy_from_slice(&out.frame);
+                self.worker.send(out.port, m);
+            }
+        }
+        if changed {
+            self.publish();
+        }
+    }
+
+    /// Publishes the pool and the VRRP ownership as a new snapshot.
+    fn publish(&mut self) {
+        let snap = self.pool.snapshot(&self.port_infos, &self.vrrp.ownership());
+        self.shared.snapshot.store(Arc::new(snap));
     }
 
     /// Handles up to [`SLOW_PATH_BUDGET`] frames from the workers.
@@ -385,8 +441,15 @@ impl Control<'_> {
                 item.mbuf.data_mut(),
                 item.port,
             );
-            if let Outcome::Send(port) = outcome {
-                self.worker.send(port, item.mbuf);
+            match outcome {
+                Outcome::Send(port) => self.worker.send(port, item.mbuf),
+                Outcome::Vrrp => {
+                    if let Ok(ip) = pylon_vrrp::wire::ethernet_payload(item.mbuf.data()) {
+                        self.vrrp
+                            .receive(self.shared.clock.now_ms64(), item.port, ip);
+                    }
+                }
+                Outcome::Drop => {}
             }
         }
         n
@@ -417,9 +480,7 @@ impl Control<'_> {
             }
         }
         if changed {
-            self.shared
-                .snapshot
-                .store(Arc::new(self.pool.snapshot(&self.port_infos)));
+            self.publish();
         }
     }
 
@@ -433,8 +494,19 @@ impl Control<'_> {
         }
     }
 
-    /// Periodic work: connection expiry and ARP probes.
+    /// Periodic work: connection expiry, ARP probes, VRRP tracking.
     fn tick(&mut self, now: u32) {
+        let ports = self.ports;
+        let pool = &self.pool;
+        self.vrrp.track(
+            self.shared.clock.now_ms64(),
+            |name| ports.iter().any(|(n, p)| n == name && p.link_up()),
+            |name| {
+                pool.services
+                    .iter()
+                    .any(|s| s.name == name && s.has_healthy_server())
+            },
+        );
         let conns = &self.shared.conns;
         let per_tick = (conns.capacity() / (1000 / TICK_MS) * SWEEPS_PER_SECOND).max(1);
         let servers = &self.shared.servers;
@@ -474,6 +546,7 @@ impl Control<'_> {
             ports: &ports,
             neighbors_resolved: self.slow.neighbors.resolved(),
             health: &self.health.snapshot(),
+            vrrp: self.vrrp.status_json(),
         });
         if let Err(e) = stats::write(&self.cfg.control.stats_file, &doc) {
             warn!("stats file {}: {e}", self.cfg.control.stats_file.display());

@@ -7,3 +7,4 @@ pub mod neighbors;
 pub mod pool;
 pub mod slowpath;
 pub mod stats;
+pub mod vrrp;

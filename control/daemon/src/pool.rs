@@ -57,6 +57,25 @@ pub struct PoolService {
 #[error("more than 65535 real servers")]
 pub struct TooManyServers;
 
+/// Which addresses and virtual MACs the VRRP instances own right now.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    /// Every address some VRRP instance manages.
+    pub managed: Vec<Ipv4Addr>,
+    /// Addresses of MASTER instances, with their virtual MAC.
+    pub owned: Vec<(Ipv4Addr, [u8; 6])>,
+    /// (port index, virtual MAC) of MASTER instances.
+    pub vmacs: Vec<(usize, [u8; 6])>,
+}
+
+impl Ownership {
+    /// True if traffic to `vip` is ours to forward: it is not under VRRP,
+    /// or its instance is MASTER here.
+    pub fn serves(&self, vip: Ipv4Addr) -> bool {
+        !self.managed.contains(&vip) || self.owned.iter().any(|(ip, _)| *ip == vip)
+    }
+}
+
 /// Services and servers, and the generation of the last snapshot.
 #[derive(Debug)]
 pub struct Pool {
@@ -164,9 +183,23 @@ impl Pool {
         Some(server)
     }
 
-    /// A new snapshot for the workers (next generation).
-    pub fn snapshot(&mut self, ports: &[PortInfo]) -> Snapshot {
+    /// A new snapshot for the workers (next generation), with the VRRP
+    /// ownership of addresses and virtual MACs.
+    pub fn snapshot(&mut self, ports: &[PortInfo], vrrp: &Ownership) -> Snapshot {
         self.generation += 1;
+        let ports = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PortInfo {
+                vmacs: vrrp
+                    .vmacs
+                    .iter()
+                    .filter(|(port, _)| *port == i)
+                    .map(|(_, m)| *m)
+                    .collect(),
+                ..p.clone()
+            })
+            .collect();
         let services = self
             .services
             .iter()
@@ -179,8 +212,21 @@ impl Pool {
                 mode: s.mode,
                 servers: s.servers.iter().map(PoolServer::to_snapshot).collect(),
                 sorry: s.sorry.as_ref().map(PoolServer::to_snapshot),
+                active: vrrp.serves(s.vip),
             })
             .collect();
-        Snapshot::new(self.generation, ports.to_vec(), services)
+        let owned = vrrp
+            .owned
+            .iter()
+            .map(|&(ip, mac)| (u32::from(ip), Some(mac)))
+            .collect();
+        Snapshot::new(self.generation, ports, services, owned)
+    }
+}
+
+impl PoolService {
+    /// True while some real server can take new connections.
+    pub fn has_healthy_server(&self) -> bool {
+        self.servers.iter().any(|s| s.effective_weight() > 0)
     }
 }

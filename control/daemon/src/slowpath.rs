@@ -15,6 +15,8 @@ use pylon_wire::{parse, Frame, Ipv4Summary};
 use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
 use std::net::Ipv4Addr;
 
+/// IPv4 protocol number of VRRP (RFC 5798 §5.2.4).
+const PROTO_VRRP: u8 = 112;
 /// ICMP echo request / reply types (RFC 792).
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMP_ECHO_REPLY: u8 = 0;
@@ -42,6 +44,8 @@ pub struct SlowCounters {
 pub enum Outcome {
     /// The frame was rewritten into a reply / translation: send it.
     Send(usize),
+    /// A VRRP packet (IPv4 protocol 112) for the VRRP instances.
+    Vrrp,
     Drop,
 }
 
@@ -74,6 +78,7 @@ impl SlowPath {
             Ok(Frame::Ipv4(mut s)) if s.proto == PROTO_ICMP => {
                 icmp(c, snap, shared, neigh, frame, &mut s, port, info)
             }
+            Ok(Frame::Ipv4(s)) if s.proto == PROTO_VRRP => Outcome::Vrrp,
             Ok(_) => {
                 c.local_dropped += 1;
                 Outcome::Drop
@@ -117,8 +122,9 @@ fn arp(
     };
     let sender = u32::from(source_protocol_addr);
     let target = u32::from(target_protocol_addr);
-    // Weak host model, as a Linux director: VIPs are answered on every port.
-    let for_us = target == info.addr || snap.is_vip(target);
+    // Weak host model, as a Linux director: our addresses (ports, active
+    // VIPs, VRRP addresses while MASTER) are answered on every port.
+    let for_us = snap.is_local(target);
     if sender != 0 && info.on_link(sender) {
         nm.learn(sender, source_hardware_addr.0, port, now, for_us);
     }
@@ -126,15 +132,17 @@ fn arp(
         c.arp_ignored += 1;
         return Outcome::Drop;
     }
+    // VRRP addresses are announced with the instance's virtual MAC.
+    let mac = snap.arp_mac(target).unwrap_or(info.mac);
     let reply = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Reply,
-        source_hardware_addr: EthernetAddress(info.mac),
+        source_hardware_addr: EthernetAddress(mac),
         source_protocol_addr: target_protocol_addr,
         target_hardware_addr: source_hardware_addr,
         target_protocol_addr: source_protocol_addr,
     };
     reply.emit(&mut ArpPacket::new_unchecked(&mut frame[offset..]));
-    ethernet::set_macs(frame, source_hardware_addr.0, info.mac);
+    ethernet::set_macs(frame, source_hardware_addr.0, mac);
     c.arp_replies += 1;
     Outcome::Send(port)
 }
@@ -238,6 +246,7 @@ mod tests {
             mask: 0xffff_ff00,
             gateway: None,
             mtu: 1500,
+            vmacs: vec![],
         };
         let svc = Service {
             name: "web".into(),
@@ -248,9 +257,10 @@ mod tests {
             mode: Mode::Nat,
             servers: vec![],
             sorry: None,
+            active: true,
         };
         let shared = Shared::new(
-            Snapshot::new(1, vec![port], vec![svc]),
+            Snapshot::new(1, vec![port], vec![svc], vec![]),
             Table::new(16, Timeouts::default()).unwrap(),
             1,
         );

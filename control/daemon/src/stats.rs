@@ -19,6 +19,7 @@ pub struct StatsView<'a> {
     pub ports: &'a [(String, &'a Port)],
     pub neighbors_resolved: usize,
     pub health: &'a [pylon_health::ServerHealth],
+    pub vrrp: Value,
 }
 
 fn worker_json(lcore: u32, c: &WorkerCounters) -> Value {
@@ -102,6 +103,7 @@ pub fn to_json(v: &StatsView<'_>) -> Value {
         "ports": ports,
         "servers": servers,
         "health": v.health,
+        "vrrp": v.vrrp,
     })
 }
 

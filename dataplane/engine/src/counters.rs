@@ -42,10 +42,12 @@ pub enum DropReason {
     TooBig,
     /// No mbuf headroom for the tunnel header.
     NoHeadroom,
+    /// Traffic to a VIP whose VRRP instance is BACKUP or FAULT here.
+    VrrpBackup,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::NotIpv4,
         DropReason::OtherHost,
         DropReason::BadHeader,
@@ -64,6 +66,7 @@ impl DropReason {
         DropReason::MultiSegment,
         DropReason::TooBig,
         DropReason::NoHeadroom,
+        DropReason::VrrpBackup,
     ];
 
     /// Stable snake_case name used in stats output.
@@ -87,6 +90,7 @@ impl DropReason {
             DropReason::MultiSegment => "multi_segment",
             DropReason::TooBig => "too_big",
             DropReason::NoHeadroom => "no_headroom",
+            DropReason::VrrpBackup => "vrrp_backup",
         }
     }
 }

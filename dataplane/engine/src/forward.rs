@@ -128,7 +128,7 @@ impl Forwarder {
             return Verdict::Drop(DropReason::BadHeader);
         };
         match snap.ports.get(in_port) {
-            Some(p) if dst_mac == p.mac || ethernet::is_group(dst_mac) => {}
+            Some(p) if p.accepts(dst_mac) => {}
             _ => return Verdict::Drop(DropReason::OtherHost),
         }
         let mut s = match parse(frame) {
@@ -144,6 +144,9 @@ impl Forwarder {
             return Verdict::Drop(DropReason::BadTcpFlags);
         }
         if let Some((idx, svc)) = snap.service(s.dst, s.dport, s.proto) {
+            if !svc.active {
+                return Verdict::Drop(DropReason::VrrpBackup);
+            }
             if s.ttl <= 1 {
                 return Verdict::Drop(DropReason::TtlExpired);
             }
@@ -394,11 +397,18 @@ fn parse_drop(e: ParseError) -> DropReason {
     }
 }
 
-/// ICMP and other protocols: ours go to the control lcore, ICMP errors
+/// VRRP (RFC 5798 §5.2.4), for the control lcore's instances.
+const PROTO_VRRP: u8 = 112;
+
+/// ICMP and other protocols: ours go to the control lcore, so do VRRP
+/// advertisements (multicast or unicast) and ICMP errors
 /// passing through go there too (it translates those that quote a tracked
 /// connection), the rest is not ours to forward.
 fn classify_other(snap: &Snapshot, s: &Ipv4Summary) -> Verdict {
-    if snap.is_local(s.dst) || (s.proto == PROTO_ICMP && is_icmp_error(s.icmp_type)) {
+    if snap.is_local(s.dst)
+        || s.proto == PROTO_VRRP
+        || (s.proto == PROTO_ICMP && is_icmp_error(s.icmp_type))
+    {
         Verdict::Control
     } else {
         Verdict::Drop(DropReason::NotForService)

@@ -25,6 +25,12 @@ impl Clock {
     pub fn now_ms(&self) -> u32 {
         self.start.elapsed().as_millis() as u32
     }
+
+    /// Milliseconds since start without wrapping, for timers that outlive
+    /// 49 days (VRRP).
+    pub fn now_ms64(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
 }
 
 impl Default for Clock {

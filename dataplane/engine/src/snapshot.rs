@@ -3,7 +3,7 @@
 
 use pylon_conntrack::Dir;
 use pylon_sched::Kind;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 /// A data port as the fast path sees it.
 #[derive(Clone, Debug)]
@@ -15,11 +15,19 @@ pub struct PortInfo {
     pub gateway: Option<u32>,
     /// IP MTU of the link.
     pub mtu: u16,
+    /// VRRP virtual MACs of the instances that are MASTER on this port:
+    /// frames to them are ours; frames to a backup instance's are not.
+    pub vmacs: Vec<[u8; 6]>,
 }
 
 impl PortInfo {
     pub fn on_link(&self, ip: u32) -> bool {
         ip & self.mask == self.addr & self.mask
+    }
+
+    /// True if a frame to `mac` is for this port.
+    pub fn accepts(&self, mac: [u8; 6]) -> bool {
+        mac == self.mac || pylon_wire::ethernet::is_group(mac) || self.vmacs.contains(&mac)
     }
 }
 
@@ -68,6 +76,9 @@ pub struct Service {
     /// Takes new connections when no real server can (all down or
     /// quiesced); without one they are refused.
     pub sorry: Option<Server>,
+    /// False while the VIP belongs to a VRRP instance that is not MASTER:
+    /// a backup drops the VIP's traffic.
+    pub active: bool,
 }
 
 /// Everything a worker needs to forward, immutable once published.
@@ -78,21 +89,34 @@ pub struct Snapshot {
     pub ports: Vec<PortInfo>,
     pub services: Vec<Service>,
     by_key: FxHashMap<(u32, u16, u8), usize>,
-    local: FxHashSet<u32>,
+    /// Our addresses, each with the MAC ARP announces for it (`None`: the
+    /// port's own MAC).
+    local: FxHashMap<u32, Option<[u8; 6]>>,
 }
 
 impl Snapshot {
-    pub fn new(generation: u64, ports: Vec<PortInfo>, services: Vec<Service>) -> Snapshot {
+    /// `owned` are addresses the appliance answers for besides its port
+    /// addresses and active VIPs (VRRP addresses of MASTER instances that
+    /// no service uses, such as the real servers' gateway), each with the
+    /// MAC to announce (`None`: the port's own). Service VIPs of MASTER
+    /// instances are listed there too, for their virtual MAC.
+    pub fn new(
+        generation: u64,
+        ports: Vec<PortInfo>,
+        services: Vec<Service>,
+        owned: Vec<(u32, Option<[u8; 6]>)>,
+    ) -> Snapshot {
         let by_key = services
             .iter()
             .enumerate()
             .map(|(i, s)| ((s.vip, s.port, s.proto), i))
             .collect();
-        let local = ports
+        let mut local: FxHashMap<u32, Option<[u8; 6]>> = ports
             .iter()
-            .map(|p| p.addr)
-            .chain(services.iter().map(|s| s.vip))
+            .map(|p| (p.addr, None))
+            .chain(services.iter().filter(|s| s.active).map(|s| (s.vip, None)))
             .collect();
+        local.extend(owned);
         Snapshot {
             generation,
             ports,
@@ -108,14 +132,16 @@ impl Snapshot {
         Some((i, &self.services[i]))
     }
 
-    /// True for the appliance's own addresses: port addresses and VIPs.
+    /// True for the appliance's own addresses: port addresses, active VIPs
+    /// and the VRRP addresses of MASTER instances.
     pub fn is_local(&self, ip: u32) -> bool {
-        self.local.contains(&ip)
+        self.local.contains_key(&ip)
     }
 
-    /// True if `ip` is a VIP of some service.
-    pub fn is_vip(&self, ip: u32) -> bool {
-        self.services.iter().any(|s| s.vip == ip)
+    /// The MAC ARP announces for one of our addresses: a virtual MAC for
+    /// VRRP addresses, else `None` (the port's own).
+    pub fn arp_mac(&self, ip: u32) -> Option<[u8; 6]> {
+        self.local.get(&ip).copied().flatten()
     }
 
     /// Output port and next hop for `dst`: a connected subnet first, then

@@ -43,6 +43,7 @@ fn rig(capacity: u32, weight: u32) -> Rig {
             mask: 0xffff_ff00,
             gateway: None,
             mtu: 1500,
+            vmacs: vec![],
         },
         PortInfo {
             name: "servers".into(),
@@ -51,6 +52,7 @@ fn rig(capacity: u32, weight: u32) -> Rig {
             mask: 0xffff_ff00,
             gateway: None,
             mtu: 1500,
+            vmacs: vec![],
         },
     ];
     let server = Server {
@@ -80,9 +82,10 @@ fn rig(capacity: u32, weight: u32) -> Rig {
             ..server.clone()
         }],
         sorry: None,
+        active: true,
     })
     .collect();
-    let snap = Snapshot::new(1, ports, services);
+    let snap = Snapshot::new(1, ports, services, vec![]);
     let table = Table::new(capacity, Timeouts::default()).unwrap();
     let shared = Arc::new(Shared::new(snap, table, 16));
     let snap = shared.snapshot.load_full();
