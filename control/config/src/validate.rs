@@ -322,55 +322,14 @@ fn servers(
                 ),
             );
         }
-        let key = format!("{key}.address");
-        if let Some((j, port)) = port_with_address(config, addr) {
-            return invalid(
-                key,
-                format!("{addr} is the address of ports[{j}] (`{}`)", port.name),
-            );
-        }
-        if let Some(&j) = vips.get(&addr) {
-            return invalid(
-                key,
-                format!(
-                    "{addr} is the VIP of services[{j}] (`{}`)",
-                    config.services[j].name
-                ),
-            );
-        }
-        if let Some(problem) = edge_of_port_subnet(config, addr) {
-            return invalid(key, problem);
-        }
-        if config.port_for(addr).is_none() {
-            return invalid(
-                key,
-                format!("{addr} is not on any port's subnet and no port has a gateway"),
-            );
-        }
-        // Direct routing only rewrites the MAC: the server must be on link.
-        if service.forwarding == Forwarding::Dsr
-            && !config.ports.iter().any(|p| p.address.contains(&addr))
-        {
-            return invalid(
-                key,
-                format!(
-                    "{addr} is not on any port's connected subnet; forwarding `dsr` rewrites only \
-                     the MAC, so the server must share a link with Pylon (use `tunnel` for \
-                     servers behind routers)"
-                ),
-            );
-        }
-        // Without NAT the server receives the packet as the client sent it.
-        if service.forwarding != Forwarding::Nat && server.port != service.port {
-            return invalid(
-                format!("services[{i}].servers[{k}].port"),
-                format!(
-                    "{} differs from the service port {}; forwarding `{}` does not translate \
-                     ports (use `nat`, or the same port)",
-                    server.port, service.port, service.forwarding
-                ),
-            );
-        }
+        endpoint(
+            config,
+            service,
+            vips,
+            &format!("services[{i}].servers[{k}]"),
+            addr,
+            server.port,
+        )?;
     }
     Ok(())
 }
@@ -409,15 +368,34 @@ pub(crate) fn health_checks(config: &mut Config) -> Checked {
 
 /// The sorry server obeys the rules of a real server of the service.
 fn sorry(config: &Config, i: usize, service: &Service, vips: &HashMap<Ipv4Addr, usize>) -> Checked {
-    let Some(sorry) = &service.sorry else {
-        return Ok(());
-    };
-    let key = format!("services[{i}].sorry.address");
-    let addr = sorry.address;
-    if let Some((j, port)) = port_with_address(config, addr) {
+    match &service.sorry {
+        Some(sorry) => endpoint(
+            config,
+            service,
+            vips,
+            &format!("services[{i}].sorry"),
+            sorry.address,
+            sorry.port,
+        ),
+        None => Ok(()),
+    }
+}
+
+/// The rules a real server (or sorry server) address and port follow,
+/// reported under `{table}.address` / `{table}.port`.
+fn endpoint(
+    config: &Config,
+    service: &Service,
+    vips: &HashMap<Ipv4Addr, usize>,
+    table: &str,
+    addr: Ipv4Addr,
+    port: u16,
+) -> Checked {
+    let key = format!("{table}.address");
+    if let Some((j, p)) = port_with_address(config, addr) {
         return invalid(
             key,
-            format!("{addr} is the address of ports[{j}] (`{}`)", port.name),
+            format!("{addr} is the address of ports[{j}] (`{}`)", p.name),
         );
     }
     if let Some(&j) = vips.get(&addr) {
@@ -429,26 +407,36 @@ fn sorry(config: &Config, i: usize, service: &Service, vips: &HashMap<Ipv4Addr, 
             ),
         );
     }
+    if let Some(problem) = edge_of_port_subnet(config, addr) {
+        return invalid(key, problem);
+    }
     if config.port_for(addr).is_none() {
         return invalid(
             key,
             format!("{addr} is not on any port's subnet and no port has a gateway"),
         );
     }
+    // Direct routing only rewrites the MAC: the server must be on link.
     if service.forwarding == Forwarding::Dsr
         && !config.ports.iter().any(|p| p.address.contains(&addr))
     {
         return invalid(
             key,
-            format!("{addr} is not on any port's connected subnet, which forwarding `dsr` needs"),
+            format!(
+                "{addr} is not on any port's connected subnet; forwarding `dsr` rewrites only \
+                 the MAC, so the server must share a link with Pylon (use `tunnel` for \
+                 servers behind routers)"
+            ),
         );
     }
-    if service.forwarding != Forwarding::Nat && sorry.port != service.port {
+    // Without NAT the server receives the packet as the client sent it.
+    if service.forwarding != Forwarding::Nat && port != service.port {
         return invalid(
-            format!("services[{i}].sorry.port"),
+            format!("{table}.port"),
             format!(
-                "{} differs from the service port {}; forwarding `{}` does not translate ports",
-                sorry.port, service.port, service.forwarding
+                "{port} differs from the service port {}; forwarding `{}` does not translate \
+                 ports (use `nat`, or the same port)",
+                service.port, service.forwarding
             ),
         );
     }

@@ -194,6 +194,37 @@ fn parse_ipv4(frame: &[u8], l3: usize, vlan: Option<u16>) -> Result<Ipv4Summary,
     Ok(s)
 }
 
+/// TTL of headers the appliance originates (RFC 1700's default).
+pub(crate) const OWN_TTL: u8 = 64;
+
+/// Writes a 20-byte IPv4 header without options at `f[at..]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_ipv4_header(
+    f: &mut [u8],
+    at: usize,
+    tos: u8,
+    total: u16,
+    id: u16,
+    frag: u16,
+    proto: u8,
+    src: u32,
+    dst: u32,
+) {
+    let h = &mut f[at..at + 20];
+    h[0] = 0x45;
+    h[1] = tos;
+    h[2..4].copy_from_slice(&total.to_be_bytes());
+    h[4..6].copy_from_slice(&id.to_be_bytes());
+    h[6..8].copy_from_slice(&frag.to_be_bytes());
+    h[ipv4_field::TTL] = OWN_TTL;
+    h[ipv4_field::PROTO] = proto;
+    h[10..12].copy_from_slice(&[0, 0]);
+    h[12..16].copy_from_slice(&src.to_be_bytes());
+    h[16..20].copy_from_slice(&dst.to_be_bytes());
+    let ck = checksum::checksum(h);
+    h[10..12].copy_from_slice(&ck.to_be_bytes());
+}
+
 /// Test fixtures shared with the engine's tests: frames built by hand.
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures {

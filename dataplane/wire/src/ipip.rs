@@ -3,46 +3,16 @@
 //! encapsulated.
 
 use crate::checksum;
-use crate::frame::{ipv4_field, Ipv4Summary, PROTO_ICMP};
+use crate::frame::{ipv4_field, write_ipv4_header, Ipv4Summary, PROTO_ICMP};
 
 /// Length of the outer header: no options.
 pub const OUTER_LEN: usize = 20;
 /// IP protocol number of IP-in-IP (RFC 2003 §3).
 pub const PROTO_IPIP: u8 = 4;
-/// TTL of headers the appliance originates (RFC 1700's default).
-const OWN_TTL: u8 = 64;
 /// The DF bit in the flags/fragment-offset word.
 const DF: u16 = 0x4000;
 /// IPv4 header + ICMP header + quoted IPv4 header + 8 bytes (RFC 792).
 const FRAG_NEEDED_LEN: usize = 20 + 8 + 20 + 8;
-
-/// Writes a 20-byte IPv4 header without options at `f[at..]`.
-#[allow(clippy::too_many_arguments)]
-fn write_header(
-    f: &mut [u8],
-    at: usize,
-    tos: u8,
-    total: u16,
-    id: u16,
-    frag: u16,
-    proto: u8,
-    src: u32,
-    dst: u32,
-) {
-    let h = &mut f[at..at + 20];
-    h[0] = 0x45;
-    h[1] = tos;
-    h[2..4].copy_from_slice(&total.to_be_bytes());
-    h[4..6].copy_from_slice(&id.to_be_bytes());
-    h[6..8].copy_from_slice(&frag.to_be_bytes());
-    h[ipv4_field::TTL] = OWN_TTL;
-    h[ipv4_field::PROTO] = proto;
-    h[10..12].copy_from_slice(&[0, 0]);
-    h[12..16].copy_from_slice(&src.to_be_bytes());
-    h[16..20].copy_from_slice(&dst.to_be_bytes());
-    let ck = checksum::checksum(h);
-    h[10..12].copy_from_slice(&ck.to_be_bytes());
-}
 
 /// True if the packet carries the DF bit.
 pub fn dont_fragment(f: &[u8], s: &Ipv4Summary) -> bool {
@@ -61,7 +31,7 @@ pub fn encapsulate(f: &mut [u8], s: &Ipv4Summary, src: u32, dst: u32, id: u16) -
     let df =
         u16::from_be_bytes([f[inner + ipv4_field::FRAG], f[inner + ipv4_field::FRAG + 1]]) & DF;
     let total = s.total_len + OUTER_LEN as u16;
-    write_header(f, s.l3, tos, total, id, df, PROTO_IPIP, src, dst);
+    write_ipv4_header(f, s.l3, tos, total, id, df, PROTO_IPIP, src, dst);
     s.l3 + usize::from(total)
 }
 
@@ -82,7 +52,7 @@ pub fn frag_needed(f: &mut [u8], s: &Ipv4Summary, from: u32, next_hop_mtu: u16) 
     f[icmp + 6..icmp + 8].copy_from_slice(&next_hop_mtu.to_be_bytes());
     let ck = checksum::checksum(&f[icmp..icmp + 8 + 28]);
     f[icmp + 2..icmp + 4].copy_from_slice(&ck.to_be_bytes());
-    write_header(
+    write_ipv4_header(
         f,
         s.l3,
         0,

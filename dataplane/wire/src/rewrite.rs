@@ -2,7 +2,9 @@
 //! updates (RFC 1624) so the cost does not depend on the payload size.
 
 use crate::checksum::{update16, update32};
-use crate::frame::{ipv4_field, Ipv4Summary, PROTO_TCP, PROTO_UDP, TCP_CHECKSUM, UDP_CHECKSUM};
+use crate::frame::{
+    ipv4_field, write_ipv4_header, Ipv4Summary, PROTO_TCP, PROTO_UDP, TCP_CHECKSUM, UDP_CHECKSUM,
+};
 
 fn get16(f: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([f[at], f[at + 1]])
@@ -147,15 +149,8 @@ pub fn tcp_reset_reply(f: &mut [u8], s: &Ipv4Summary) -> usize {
     };
     let ip = s.l3;
     let total: u16 = 40;
-    f[ip + 1] = 0;
-    f[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
-    f[ip + 6..ip + 8].copy_from_slice(&[0x40, 0]); // DF, as Linux sends RSTs
-    f[ip + ipv4_field::TTL] = 64;
-    put32(f, ip + ipv4_field::SRC, s.dst);
-    put32(f, ip + ipv4_field::DST, s.src);
-    f[ip + ipv4_field::CHECKSUM..ip + ipv4_field::CHECKSUM + 2].copy_from_slice(&[0, 0]);
-    let ck = crate::checksum::checksum(&f[ip..ip + 20]);
-    put16(f, ip + ipv4_field::CHECKSUM, ck);
+    // DF set, as Linux sends its RSTs.
+    write_ipv4_header(f, ip, 0, total, 0, 0x4000, PROTO_TCP, s.dst, s.src);
     let t = ip + 20;
     put16(f, t, s.dport);
     put16(f, t + 2, s.sport);
