@@ -74,6 +74,16 @@ impl State {
     }
 }
 
+/// The state byte of the wire or the table, as [`State::from_u8`] reads
+/// it; the unknown byte is returned as the error.
+impl TryFrom<u8> for State {
+    type Error = u8;
+
+    fn try_from(b: u8) -> Result<State, u8> {
+        State::from_u8(b).ok_or(b)
+    }
+}
+
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -611,6 +611,37 @@ impl Table {
         }
     }
 
+    /// Sets the state of a connection to `state` outright, as a backup does
+    /// with the state a sync message carries (IPVS `ip_vs_proc_conn` updates
+    /// a synced connection's state the same way), and records `seen` as its
+    /// last packet. Returns the previous state when it changed, so the
+    /// caller can move the connection between its server's active and
+    /// inactive counters; `None` when unchanged or the handle is stale.
+    pub fn set_state(&self, r: ConnRef, state: State, seen: u32) -> Option<State> {
+        let e = self.entries.get(r.idx as usize)?;
+        if e.version.load(Acquire) != r.version {
+            return None;
+        }
+        e.last_seen.store(seen, Relaxed);
+        let mut w2 = e.w2.load(Acquire);
+        loop {
+            if e.version.load(Acquire) != r.version {
+                return None;
+            }
+            let old = state_of(w2)?;
+            if old == state {
+                return None;
+            }
+            match e
+                .w2
+                .compare_exchange_weak(w2, with_state(w2, state), AcqRel, Acquire)
+            {
+                Ok(_) => return Some(old),
+                Err(actual) => w2 = actual,
+            }
+        }
+    }
+
     /// Expires one connection now (e.g. a SYN reusing the client port of a
     /// TIME_WAIT or CLOSE connection, as IPVS's `conn_reuse_mode`). Calls
     /// `on_expire` with its final state and returns true, or returns false

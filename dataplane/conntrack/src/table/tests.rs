@@ -711,3 +711,22 @@ proptest! {
         prop_assert_eq!(listed, want);
     }
 }
+
+#[test]
+fn set_state_reports_the_old_state_once_and_restarts_the_timer() {
+    let t = table(8);
+    let c = tcp_conn(1000, VIP, RIP);
+    let r = t.insert(&c, 0).expect("room");
+    assert_eq!(
+        t.set_state(r, State::Established, 7000),
+        Some(State::SynRecv)
+    );
+    assert_eq!(state_of_conn(&t, &c), State::Established);
+    assert_eq!(t.set_state(r, State::Established, 7000), None);
+    // Seen at 7000: established (8000 ms) still live at 14000.
+    assert!(reclaim_all(&t, 14_000).is_empty());
+    assert!(t.expire(r, |_| {}));
+    assert_eq!(t.set_state(r, State::Close, 0), None, "stale handle");
+    assert_eq!(State::try_from(16), Ok(State::Udp));
+    assert_eq!(State::try_from(0), Err(0));
+}
