@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 pub use pylon_health::{HealthCheck, HealthCheckConfig, HealthControl};
+/// `[sync]`, defined with the protocol in `pylon-sync`.
+pub use pylon_sync::config::Sync as SyncConfig;
 use serde::Deserialize;
 
 /// A validated configuration, as returned by [`Config::load`] and
@@ -52,6 +54,10 @@ pub struct Config {
     /// `[[vrrp]]`: VRRP instances (keepalived's `vrrp_instance`).
     #[serde(default)]
     pub vrrp: Vec<pylon_vrrp::config::Vrrp>,
+    /// `[sync]`: connection and configuration sync with the other
+    /// appliances; none without it.
+    #[serde(default)]
+    pub sync: Option<SyncConfig>,
 }
 
 /// `[eal]`: arguments of `rte_eal_init` and the packet buffer pool.

@@ -46,7 +46,14 @@ pub(crate) fn check(config: &Config) -> Checked {
     }
     ports(config)?;
     services(config)?;
-    vrrp(config)
+    vrrp(config)?;
+    match &config.sync {
+        Some(sync) => sync.check().map_err(|e| Invalid {
+            key: e.key,
+            problem: e.problem,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The `[[vrrp]]` rules between keys, as `pylon-vrrp` states them.

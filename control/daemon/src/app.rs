@@ -5,10 +5,12 @@ use crate::neighbors::NeighborManager;
 use crate::pool::Pool;
 use crate::slowpath::{self, Outcome, SlowCounters, SlowPath, ARP_FRAME_LEN};
 use crate::stats::{self, StatsView};
+use crate::sync::{pool_digest, Sync};
 use crate::vrrp::Vrrp;
 use pylon_config::Config;
 use pylon_conntrack::{Table, Timeouts};
 use pylon_dataplane::counters::WorkerCounters;
+use pylon_dataplane::events::EventQueue;
 use pylon_dataplane::forward::{release, Forwarder};
 use pylon_dataplane::shared::Shared;
 use pylon_dataplane::snapshot::PortInfo;
@@ -50,6 +52,8 @@ pub enum Error {
     Health(#[from] pylon_health::EngineError),
     #[error("{0}")]
     Vrrp(#[from] crate::vrrp::VrrpError),
+    #[error("{0}")]
+    Sync(#[from] crate::sync::SyncError),
 }
 
 /// Removes the EAL runtime directory when dropped: EAL leaves its config,
@@ -229,11 +233,25 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         stop: Arc::clone(&stop),
     };
     let mut worker_counters = Vec::new();
+    // With [sync], each forwarder (workers and the control lcore's) reports
+    // new connections and state changes into a queue of its own.
+    let mut event_queues: Vec<Arc<EventQueue>> = Vec::new();
+    let mut forwarder = || {
+        let fwd = Forwarder::new(Arc::clone(&shared));
+        match &cfg.sync {
+            Some(s) => {
+                let q = Arc::new(EventQueue::new(s.queue as usize));
+                event_queues.push(Arc::clone(&q));
+                fwd.with_events(q)
+            }
+            None => fwd,
+        }
+    };
     for (q, &lcore) in cfg.dataplane.workers.iter().enumerate() {
         let q = q as u16;
         let counters = Arc::new(WorkerCounters::default());
         let worker = Worker::new(
-            Forwarder::new(Arc::clone(&shared)),
+            forwarder(),
             Arc::clone(&counters),
             ports
                 .0
@@ -262,7 +280,7 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
     let ctl_q = queues - 1;
     let ctl_counters = Arc::new(WorkerCounters::default());
     let ctl_worker = Worker::new(
-        Forwarder::new(Arc::clone(&shared)),
+        forwarder(),
         Arc::clone(&ctl_counters),
         ports
             .0
@@ -283,6 +301,20 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
 
     // Checks start once the dataplane can act on their results.
     let health = Health::start(cfg)?;
+    // The control lcore's queue is the last: it also carries its expiries.
+    let sync = match (&cfg.sync, event_queues.last()) {
+        (Some(s), Some(control_queue)) => {
+            let sync = Sync::start(
+                s,
+                Arc::clone(&shared),
+                event_queues.clone(),
+                Arc::clone(control_queue),
+            )?;
+            sync.set_digest(pool_digest(&pool));
+            Some(sync)
+        }
+        _ => None,
+    };
     let mut control = Control {
         cfg,
         pool,
@@ -302,6 +334,7 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         },
         ports: &ports.0,
         worker_counters: &worker_counters,
+        sync,
     };
     control.want_next_hops();
     let result = control.run(&stop);
@@ -330,6 +363,8 @@ struct Control<'a> {
     slow: SlowPath,
     ports: &'a [(String, Port)],
     worker_counters: &'a [(u32, Arc<WorkerCounters>)],
+    /// The sync thread, with `[sync]`.
+    sync: Option<Sync>,
 }
 
 impl Control<'_> {
@@ -421,6 +456,9 @@ impl Control<'_> {
     fn publish(&mut self) {
         let snap = self.pool.snapshot(&self.port_infos, &self.vrrp.ownership());
         self.shared.snapshot.store(Arc::new(snap));
+        if let Some(s) = &self.sync {
+            s.set_digest(pool_digest(&self.pool));
+        }
     }
 
     /// Handles up to [`SLOW_PATH_BUDGET`] frames from the workers.
@@ -472,10 +510,14 @@ impl Control<'_> {
             let id = server.id;
             if !up && self.health.expires_on_down(&t.key) {
                 let servers = &self.shared.servers;
-                let n = self
-                    .shared
-                    .conns
-                    .expire_where(|c| c.server == id, |c| release(servers, c));
+                let sync = &self.sync;
+                let n = self.shared.conns.expire_where(
+                    |c| c.server == id,
+                    |c| {
+                        release(servers, c);
+                        sync.iter().for_each(|s| s.expired(c));
+                    },
+                );
                 info!(server = %t.key, expired = n, "connections of a down server expired");
             }
         }
@@ -506,11 +548,16 @@ impl Control<'_> {
                     .iter()
                     .any(|s| s.name == name && s.has_healthy_server())
             },
+            self.sync.as_ref().is_some_and(Sync::startup_pending),
         );
         let conns = &self.shared.conns;
         let per_tick = (conns.capacity() / (1000 / TICK_MS) * SWEEPS_PER_SECOND).max(1);
         let servers = &self.shared.servers;
-        conns.reclaim(now, per_tick, |c| release(servers, c));
+        let sync = &self.sync;
+        conns.reclaim(now, per_tick, |c| {
+            release(servers, c);
+            sync.iter().for_each(|s| s.expired(c));
+        });
         let snap = self.shared.snapshot.load();
         for probe in self.slow.neighbors.tick(now) {
             let Some(info) = snap.ports.get(probe.port) else {
@@ -547,6 +594,10 @@ impl Control<'_> {
             neighbors_resolved: self.slow.neighbors.resolved(),
             health: &self.health.snapshot(),
             vrrp: self.vrrp.status_json(),
+            sync: self
+                .sync
+                .as_ref()
+                .map_or(serde_json::Value::Null, Sync::status_json),
         });
         if let Err(e) = stats::write(&self.cfg.control.stats_file, &doc) {
             warn!("stats file {}: {e}", self.cfg.control.stats_file.display());

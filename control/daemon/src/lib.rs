@@ -7,4 +7,5 @@ pub mod neighbors;
 pub mod pool;
 pub mod slowpath;
 pub mod stats;
+pub mod sync;
 pub mod vrrp;

@@ -20,6 +20,8 @@ pub struct StatsView<'a> {
     pub neighbors_resolved: usize,
     pub health: &'a [pylon_health::ServerHealth],
     pub vrrp: Value,
+    /// The sync thread's counters and state (`null` without `[sync]`).
+    pub sync: Value,
 }
 
 fn worker_json(lcore: u32, c: &WorkerCounters) -> Value {
@@ -104,6 +106,7 @@ pub fn to_json(v: &StatsView<'_>) -> Value {
         "servers": servers,
         "health": v.health,
         "vrrp": v.vrrp,
+        "sync": v.sync,
     })
 }
 

@@ -117,15 +117,25 @@ impl Vrrp {
         }
     }
 
-    /// Re-evaluates tracked ports and services.
+    /// Re-evaluates tracked ports and services. While `sync_pending` (this
+    /// appliance has not received a peer's connection table yet, see
+    /// `control/sync/PROTOCOL.md`) every instance runs at priority 1, the
+    /// lowest, so it never preempts a master whose connections it lacks;
+    /// with no master at all it still takes over (RFC 5798 §6.4.2). A
+    /// fault still wins; the address owner (255) is never lowered.
     pub fn track(
         &mut self,
         now: u64,
         port_up: impl Fn(&str) -> bool,
         service_up: impl Fn(&str) -> bool,
+        sync_pending: bool,
     ) {
         for m in &mut self.members {
-            let t = m.cfg.tracking(&port_up, &service_up);
+            let mut t = m.cfg.tracking(&port_up, &service_up);
+            if sync_pending {
+                // Clamped to 1 by the instance (254 + 254 < 512).
+                t.priority_delta = t.priority_delta.min(0) - 512;
+            }
             if t != m.tracking {
                 m.tracking = t;
                 m.instance.set_tracking(now, t);

@@ -354,6 +354,20 @@ impl Endpoint {
         });
     }
 
+    /// Sends `rows` (kind [`wire::Kind::Refresh`]: the connections that
+    /// carried packets since the last refresh) to every peer as a transfer
+    /// of its own, in the background like a full one. A peer that has a
+    /// transfer running or asked for one is skipped: that one carries
+    /// everything anyway.
+    pub fn send_refresh(&mut self, rows: Vec<SyncConn>) {
+        for peer in 0..self.peers.len() {
+            let p = &self.peers[peer];
+            if p.outgoing.is_none() && p.awaiting_table.is_none() {
+                self.send_table(peer, rows.clone());
+            }
+        }
+    }
+
     fn request_resync(&mut self, peer: usize, reason: ResyncReason) {
         let nonce = splitmix(&mut self.rng);
         let Some(p) = self.peers.get_mut(peer) else {

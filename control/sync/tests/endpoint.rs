@@ -447,3 +447,19 @@ fn a_full_pending_queue_turns_into_a_full_transfer() {
         .any(|c| c.client_port == 5 && c.kind == Kind::Snapshot));
     assert_eq!(a.ep.stats().transfers_sent, 2);
 }
+
+#[test]
+fn refreshes_travel_as_background_transfers() {
+    let (mut a, mut b) = pair();
+    run(&mut a, &mut b, 0, 2000, |_| true);
+    let before = b.conns.len();
+    let rows: Vec<SyncConn> = (0..120).map(|p| conn(p, Kind::Refresh)).collect();
+    a.ep.send_refresh(rows);
+    run(&mut a, &mut b, 2000, 100, |_| true);
+    let refreshed = b.conns[before..]
+        .iter()
+        .filter(|c| c.kind == Kind::Refresh)
+        .count();
+    assert_eq!(refreshed, 120);
+    assert_eq!(rejected(&b.ep, Reject::Replay), 0);
+}

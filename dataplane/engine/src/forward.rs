@@ -3,6 +3,7 @@
 //! with exact frames in and out, without DPDK.
 
 use crate::counters::DropReason;
+use crate::events::{EventKind, EventQueue};
 use crate::neighbor::NeighborMap;
 use crate::shared::Shared;
 use crate::snapshot::{Mode, Service, Snapshot};
@@ -73,6 +74,9 @@ pub struct Forwarder {
     generation: Option<u64>,
     /// IPv4 identification for outer tunnel headers.
     tunnel_id: u16,
+    /// Where new connections and state changes are reported for the
+    /// standby (`[sync]` configured), see [`crate::events`].
+    events: Option<Arc<EventQueue>>,
 }
 
 impl Forwarder {
@@ -82,6 +86,20 @@ impl Forwarder {
             scheds: Vec::new(),
             generation: None,
             tunnel_id: 0,
+            events: None,
+        }
+    }
+
+    /// Reports connection creations and state changes to `queue` (the sync
+    /// thread's); without it nothing is reported.
+    pub fn with_events(mut self, queue: Arc<EventQueue>) -> Forwarder {
+        self.events = Some(queue);
+        self
+    }
+
+    fn report(&self, kind: EventKind, conn: &ConnInfo) {
+        if let Some(q) = &self.events {
+            q.push(kind, conn);
         }
     }
 
@@ -274,6 +292,7 @@ impl Forwarder {
             }
             let servers = &self.shared.servers;
             conns.expire(r, |gone| release(servers, gone));
+            self.report(EventKind::Expire, &conn);
         }
         // Only a pure SYN opens a TCP connection (IPVS does the same).
         if s.proto == PROTO_TCP && !pure_syn {
@@ -303,6 +322,7 @@ impl Forwarder {
         conns
             .insert(&info, now)
             .map_err(|_| DropReason::TableFull)?;
+        self.report(EventKind::New, &info);
         let stats = &self.shared.servers[usize::from(server.id)];
         let counter = if is_active(info.state) {
             &stats.active
@@ -322,6 +342,13 @@ impl Forwarder {
             return;
         }
         if let Some((old, new)) = conns.on_tcp(r, dir, TcpFlags::from_bits(s.tcp_flags), now) {
+            self.report(
+                EventKind::State,
+                &ConnInfo {
+                    state: new,
+                    ..*conn
+                },
+            );
             if is_active(old) != is_active(new) {
                 let stats = &self.shared.servers[usize::from(conn.server)];
                 let (from, to) = if is_active(new) {

@@ -7,6 +7,7 @@
 //! logic on plain byte slices; [`worker`] drives it from DPDK queues.
 
 pub mod counters;
+pub mod events;
 pub mod forward;
 pub mod icmp;
 pub mod neighbor;

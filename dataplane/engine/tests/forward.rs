@@ -543,3 +543,37 @@ fn tunnel_answers_df_packets_that_do_not_fit() {
         Verdict::Forward(1)
     );
 }
+
+#[test]
+fn sync_events_report_creation_state_changes_and_port_reuse() {
+    use pylon_dataplane::events::{EventKind, EventQueue};
+    let mut r = rig(64, 1);
+    let q = Arc::new(EventQueue::new(16));
+    let shared = Arc::clone(r.fwd.shared());
+    r.fwd = Forwarder::new(shared).with_events(Arc::clone(&q));
+    r.fwd.sync(&r.snap);
+    let mut drain = || {
+        std::iter::from_fn(|| q.pop())
+            .map(|e| (e.kind, e.conn.state))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(r.run(&mut client_seg(SYN), 0), Verdict::Forward(1));
+    assert_eq!(drain(), vec![(EventKind::New, State::SynRecv)]);
+    // Plain data on an unchanged state reports nothing.
+    assert_eq!(r.run(&mut server_seg(SYN | ACK), 1), Verdict::Reply(0));
+    assert_eq!(drain(), vec![]);
+    assert_eq!(r.run(&mut client_seg(ACK), 0), Verdict::Forward(1));
+    assert_eq!(r.run(&mut client_seg(ACK), 0), Verdict::Forward(1));
+    assert_eq!(drain(), vec![(EventKind::State, State::Established)]);
+    assert_eq!(r.run(&mut client_seg(RST), 0), Verdict::Forward(1));
+    assert_eq!(drain(), vec![(EventKind::State, State::Close)]);
+    // A new SYN on the closed entry: the old one expires, a new one starts.
+    assert_eq!(r.run(&mut client_seg(SYN), 0), Verdict::Forward(1));
+    assert_eq!(
+        drain(),
+        vec![
+            (EventKind::Expire, State::Close),
+            (EventKind::New, State::SynRecv)
+        ]
+    );
+}

@@ -1,0 +1,577 @@
+//! The sync thread: drives a `pylon-sync` [`Endpoint`] over a UDP socket on
+//! the management side (an ordinary thread, not an lcore), so that the
+//! other appliances hold copies of the connections this one forwards, and
+//! this one holds theirs (IPVS's master and backup sync daemons in one).
+//!
+//! - Out: the workers' [`EventQueue`]s (new connections, state changes) and
+//!   the control lcore's (expiries) are drained here, turned into wire
+//!   entries for services this appliance serves (VRRP MASTER, or no VRRP),
+//!   and batched by the endpoint. Table requests are answered with a walk
+//!   of the table (`Table::for_each`); every `refresh` seconds the
+//!   connections that carried packets are sent again.
+//! - In: received connections are installed into the shared table with
+//!   their synced state, mapped onto this appliance's own service and real
+//!   server by address, and counted on that server (ActiveConn/InActConn),
+//!   as IPVS's `ip_vs_proc_conn` does; expiries remove them.
+//! - The startup flag ([`Sync::startup_pending`]) holds the VRRP
+//!   instances at priority 1 until the first full table arrived (see
+//!   `control/sync/PROTOCOL.md`, "Safe fail-back").
+
+use crate::pool::Pool;
+use pylon_config::SyncConfig;
+use pylon_conntrack::{is_active, ConnInfo};
+use pylon_dataplane::events::{EventKind, EventQueue};
+use pylon_dataplane::forward::release;
+use pylon_dataplane::shared::Shared;
+use pylon_dataplane::snapshot::{Mode, Snapshot};
+use pylon_sync::digest::{digest, ServiceDesc};
+use pylon_sync::{Config, Digest, Endpoint, Event, Key, Kind, Reject, SyncConn};
+use serde_json::{json, Map, Value};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// Longest the thread sleeps in `recv`: bounds how long a worker event
+/// waits before it is batched (the endpoint's own batching adds 10 ms).
+const POLL_MS: u64 = 5;
+/// How often the stats shown in the dump are refreshed.
+const PUBLISH_MS: u64 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("sync: socket on {addr}: {source}")]
+    Socket {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("sync: {0}")]
+    Key(#[from] pylon_sync::wire::ShortKey),
+    #[error("sync: thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What the control loop shares with the sync thread.
+struct Common {
+    stop: AtomicBool,
+    startup_pending: AtomicBool,
+    digest: Mutex<Option<Digest>>,
+    status: Mutex<Value>,
+}
+
+/// The running sync thread; stopped and joined on drop.
+pub struct Sync {
+    common: Arc<Common>,
+    /// The control lcore's own queue, for expiries it decides.
+    control_queue: Arc<EventQueue>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Counters of what the receiving side did with entries.
+#[derive(Default)]
+struct Installed {
+    installed: u64,
+    updated: u64,
+    expired: u64,
+    unknown_service: u64,
+    unknown_server: u64,
+    mode_mismatch: u64,
+    table_full: u64,
+    updates_dropped_not_served: u64,
+}
+
+fn wire_mode(m: Mode) -> pylon_sync::Mode {
+    match m {
+        Mode::Nat => pylon_sync::Mode::Nat,
+        Mode::Dsr => pylon_sync::Mode::Dsr,
+        Mode::Tunnel => pylon_sync::Mode::Tunnel,
+    }
+}
+
+/// The digest of the pool's services and configured weights.
+pub fn pool_digest(pool: &Pool) -> Digest {
+    let services: Vec<ServiceDesc> = pool
+        .services
+        .iter()
+        .map(|s| ServiceDesc {
+            name: s.name.clone(),
+            vip: s.vip,
+            port: s.port,
+            proto: s.proto,
+            scheduler: s.scheduler.name().to_owned(),
+            mode: wire_mode(s.mode),
+            servers: s
+                .servers
+                .iter()
+                .map(|r| (r.addr, r.port, r.weight))
+                .collect(),
+            sorry: s.sorry.as_ref().map(|r| (r.addr, r.port)),
+        })
+        .collect();
+    digest(&services)
+}
+
+/// 64 random bits from the kernel for the session id and nonces.
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        Ok(()) => u64::from_ne_bytes(b),
+        Err(e) => {
+            warn!("sync: /dev/urandom: {e}; seeding from the clock");
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        }
+    }
+}
+
+fn bind(cfg: &SyncConfig) -> Result<UdpSocket, SyncError> {
+    let err = |source| SyncError::Socket {
+        addr: cfg.listen,
+        source,
+    };
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    if let Some(dev) = &cfg.interface {
+        socket.bind_device(Some(dev.as_bytes())).map_err(err)?;
+    }
+    socket.bind(&SockAddr::from(cfg.listen)).map_err(err)?;
+    let socket: UdpSocket = socket.into();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(POLL_MS)))
+        .map_err(err)?;
+    Ok(socket)
+}
+
+impl Sync {
+    /// Binds the socket and starts the thread. `queues` are the workers'
+    /// (and the control lcore's Forwarder's) event queues; `control_queue`
+    /// is among them.
+    pub fn start(
+        cfg: &SyncConfig,
+        shared: Arc<Shared>,
+        queues: Vec<Arc<EventQueue>>,
+        control_queue: Arc<EventQueue>,
+    ) -> Result<Sync, SyncError> {
+        let key = Key::new(&cfg.key.0)?;
+        let socket = bind(cfg)?;
+        let now = shared.clock.now_ms64();
+        let endpoint = Endpoint::new(
+            Config {
+                peers: cfg.peers.clone(),
+                max_rate: cfg.max_rate,
+                startup_timeout_ms: u64::from(cfg.startup_timeout) * 1000,
+            },
+            key,
+            seed(),
+            now,
+        );
+        info!(
+            listen = %cfg.listen,
+            peers = ?cfg.peers,
+            session = format!("{:016x}", endpoint.session()),
+            "sync: started; waiting for a peer's table before taking over by preemption"
+        );
+        let common = Arc::new(Common {
+            stop: AtomicBool::new(false),
+            startup_pending: AtomicBool::new(true),
+            digest: Mutex::new(None),
+            status: Mutex::new(Value::Null),
+        });
+        let mut runner = Runner {
+            endpoint,
+            socket,
+            shared,
+            queues,
+            common: Arc::clone(&common),
+            refresh_ms: u64::from(cfg.refresh) * 1000,
+            next_refresh: now + u64::from(cfg.refresh) * 1000,
+            installed: Installed::default(),
+            last_publish: 0,
+            digest: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("pylon-sync".into())
+            .spawn(move || runner.run())
+            .map_err(SyncError::Thread)?;
+        Ok(Sync {
+            common,
+            control_queue,
+            thread: Some(thread),
+        })
+    }
+
+    /// An expiry decided on the control lcore (idle timeout, a failed
+    /// server's connections), reported like the workers' events.
+    pub fn expired(&self, conn: &ConnInfo) {
+        self.control_queue.push(EventKind::Expire, conn);
+    }
+
+    /// True until this appliance has received a peer's full table (or
+    /// none answered): its VRRP instances must not preempt meanwhile.
+    pub fn startup_pending(&self) -> bool {
+        self.common.startup_pending.load(Relaxed)
+    }
+
+    /// Our running configuration changed: its digest for the peers.
+    pub fn set_digest(&self, d: Digest) {
+        *self
+            .common
+            .digest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(d);
+    }
+
+    /// The `"sync"` section of the stats dump.
+    pub fn status_json(&self) -> Value {
+        self.common
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for Sync {
+    fn drop(&mut self) {
+        self.common.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                warn!("sync: the thread panicked");
+            }
+        }
+    }
+}
+
+struct Runner {
+    endpoint: Endpoint,
+    socket: UdpSocket,
+    shared: Arc<Shared>,
+    queues: Vec<Arc<EventQueue>>,
+    common: Arc<Common>,
+    refresh_ms: u64,
+    next_refresh: u64,
+    installed: Installed,
+    last_publish: u64,
+    digest: Option<Digest>,
+}
+
+impl Runner {
+    fn run(&mut self) {
+        let mut buf = vec![0u8; 65536];
+        while !self.common.stop.load(Relaxed) {
+            match self.socket.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let now = self.shared.clock.now_ms64();
+                    if let Err(r) = self.endpoint.handle(now, from, &buf[..n]) {
+                        log_reject(r, from);
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => debug!("sync: recv: {e}"),
+            }
+            let now = self.shared.clock.now_ms64();
+            self.drain_queues(now);
+            self.check_digest(now);
+            if now >= self.next_refresh {
+                self.next_refresh = now + self.refresh_ms;
+                self.refresh();
+            }
+            self.endpoint.handle_timeout(now);
+            self.handle_events();
+            self.common
+                .startup_pending
+                .store(self.endpoint.startup_pending(), Relaxed);
+            while let Some(t) = self.endpoint.poll_transmit(now) {
+                if let Err(e) = self.socket.send_to(&t.datagram, t.to) {
+                    debug!("sync: send to {}: {e}", t.to);
+                }
+            }
+            if now.saturating_sub(self.last_publish) >= PUBLISH_MS {
+                self.last_publish = now;
+                self.publish();
+            }
+        }
+        self.publish();
+    }
+
+    fn check_digest(&mut self, now: u64) {
+        let d = *self
+            .common
+            .digest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if d != self.digest {
+            self.digest = d;
+            if let Some(d) = d {
+                self.endpoint.set_local_digest(now, d);
+            }
+        }
+    }
+
+    /// The workers' events, as updates for the services we serve.
+    fn drain_queues(&mut self, now: u64) {
+        let snap = self.shared.snapshot.load();
+        for q in &self.queues {
+            if q.take_overflow() {
+                warn!("sync: a worker's event queue overflowed; sending full tables");
+                self.endpoint.resync_all();
+            }
+            while let Some(ev) = q.pop() {
+                let kind = match ev.kind {
+                    EventKind::New => Kind::New,
+                    EventKind::State => Kind::State,
+                    EventKind::Expire => Kind::Expire,
+                };
+                match to_wire(&snap, &ev.conn, kind, 0, true) {
+                    Some(c) => self.endpoint.push_update(now, c),
+                    None => self.installed.updates_dropped_not_served += 1,
+                }
+            }
+        }
+    }
+
+    /// Connections that carried packets in the last period, again.
+    fn refresh(&mut self) {
+        let snap = self.shared.snapshot.load();
+        let mut rows = Vec::new();
+        let window = u32::try_from(self.refresh_ms).unwrap_or(u32::MAX);
+        let now = self.shared.clock.now_ms();
+        self.shared.conns.for_each(now, |c, idle| {
+            if idle < window {
+                rows.extend(to_wire(&snap, c, Kind::Refresh, idle, true));
+            }
+        });
+        if !rows.is_empty() {
+            self.endpoint.send_refresh(rows);
+        }
+    }
+
+    fn handle_events(&mut self) {
+        while let Some(ev) = self.endpoint.poll_event() {
+            match ev {
+                Event::Conn { conn, .. } => self.install(&conn),
+                Event::TableRequested { peer, reason } => {
+                    let snap = self.shared.snapshot.load();
+                    let mut rows = Vec::new();
+                    let now = self.shared.clock.now_ms();
+                    self.shared.conns.for_each(now, |c, idle| {
+                        rows.extend(to_wire(&snap, c, Kind::Snapshot, idle, false));
+                    });
+                    info!(
+                        peer = %self.peer(peer),
+                        reason = reason.name(),
+                        entries = rows.len(),
+                        "sync: sending the full table"
+                    );
+                    self.endpoint.send_table(peer, rows);
+                }
+                Event::TransferComplete { peer, entries } => {
+                    info!(peer = %self.peer(peer), entries, "sync: full table received");
+                }
+                Event::ResyncRequested { peer, reason } => {
+                    info!(peer = %self.peer(peer), reason = reason.name(), "sync: asking for the full table");
+                }
+                Event::Config {
+                    peer,
+                    matches,
+                    theirs,
+                } => {
+                    if matches {
+                        info!(peer = %self.peer(peer), "sync: configuration in sync with the peer");
+                    } else {
+                        warn!(
+                            peer = %self.peer(peer),
+                            their_services = theirs.services,
+                            their_servers = theirs.servers,
+                            our_services = self.digest.map(|d| d.services),
+                            our_servers = self.digest.map(|d| d.servers),
+                            "sync: configuration differs from the peer's"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn peer(&self, peer: usize) -> String {
+        self.endpoint
+            .peer_addr(peer)
+            .map_or_else(|| "?".to_owned(), |a| a.to_string())
+    }
+
+    /// A received entry into our own table (IPVS `ip_vs_proc_conn`).
+    fn install(&mut self, c: &SyncConn) {
+        let shared = &self.shared;
+        let snap = shared.snapshot.load();
+        let n = &mut self.installed;
+        let Some((idx, svc)) = snap.service(c.vip, c.vport, c.proto) else {
+            n.unknown_service += 1;
+            return;
+        };
+        if wire_mode(svc.mode) != c.mode {
+            n.mode_mismatch += 1;
+            return;
+        }
+        let Some(server) = svc
+            .servers
+            .iter()
+            .chain(svc.sorry.iter())
+            .find(|s| s.addr == c.rip && s.port == c.rport)
+        else {
+            n.unknown_server += 1;
+            return;
+        };
+        let conns = &shared.conns;
+        let servers = &shared.servers;
+        let seen = shared.clock.now_ms().wrapping_sub(c.idle_ms);
+        let existing = conns.lookup_forward(c.client_ip, c.client_port, c.proto, c.vip, c.vport);
+        if c.kind == Kind::Expire {
+            if let Some((r, _)) = existing {
+                if conns.expire(r, |gone| release(servers, gone)) {
+                    n.expired += 1;
+                }
+            }
+            return;
+        }
+        if let Some((r, old)) = existing {
+            if old.rip == c.rip && old.rport == c.rport {
+                if let Some(prev) = conns.set_state(r, c.state, seen) {
+                    if is_active(prev) != is_active(c.state) {
+                        if let Some(st) = servers.get(usize::from(old.server)) {
+                            let (from, to) = if is_active(c.state) {
+                                (&st.inactive, &st.active)
+                            } else {
+                                (&st.active, &st.inactive)
+                            };
+                            from.fetch_sub(1, Relaxed);
+                            to.fetch_add(1, Relaxed);
+                        }
+                    }
+                } else {
+                    conns.touch(r, seen);
+                }
+                n.updated += 1;
+                return;
+            }
+            // Another real server here: the peer's entry wins.
+            conns.expire(r, |gone| release(servers, gone));
+        }
+        let info = ConnInfo {
+            client_ip: c.client_ip,
+            client_port: c.client_port,
+            vip: c.vip,
+            vport: c.vport,
+            rip: c.rip,
+            rport: c.rport,
+            proto: c.proto,
+            state: c.state,
+            service: idx as u16,
+            server: server.id,
+        };
+        if conns.insert(&info, seen).is_err() {
+            n.table_full += 1;
+            return;
+        }
+        if let Some(st) = servers.get(usize::from(server.id)) {
+            let counter = if is_active(c.state) {
+                &st.active
+            } else {
+                &st.inactive
+            };
+            counter.fetch_add(1, Relaxed);
+        }
+        n.installed += 1;
+    }
+
+    fn publish(&self) {
+        let s = self.endpoint.stats();
+        let drops: Map<String, Value> = Reject::ALL
+            .iter()
+            .map(|r| (r.name().to_owned(), json!(s.rejected[r.index()])))
+            .collect();
+        let n = &self.installed;
+        let peers: Vec<Value> = (0..self.endpoint.peers())
+            .map(|i| {
+                json!({
+                    "address": self.peer(i),
+                    "adopted": self.endpoint.peer_adopted(i),
+                })
+            })
+            .collect();
+        let status = json!({
+            "session": format!("{:016x}", self.endpoint.session()),
+            "peers": peers,
+            "startup_pending": self.endpoint.startup_pending(),
+            "config_in_sync": self.endpoint.config_in_sync(),
+            "datagrams_sent": s.datagrams_sent,
+            "bytes_sent": s.bytes_sent,
+            "datagrams_received": s.datagrams_received,
+            "updates_queued": s.updates_queued,
+            "entries_received": s.entries_received,
+            "lost": s.lost,
+            "resyncs_requested": s.resyncs_requested,
+            "transfers_sent": s.transfers_sent,
+            "transfers_completed": s.transfers_completed,
+            "overflows": s.overflows,
+            "installed": n.installed,
+            "updated": n.updated,
+            "expired": n.expired,
+            "unknown_service": n.unknown_service,
+            "unknown_server": n.unknown_server,
+            "mode_mismatch": n.mode_mismatch,
+            "table_full": n.table_full,
+            "not_served": n.updates_dropped_not_served,
+            "drops": drops,
+        });
+        *self
+            .common
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = status;
+    }
+}
+
+fn log_reject(r: Reject, from: SocketAddr) {
+    match r {
+        // Expected after a restart of either side: not worth a warning.
+        Reject::UnknownSession => debug!(%from, "sync: datagram from an unknown session"),
+        _ => warn!(%from, reason = r.name(), "sync: datagram dropped"),
+    }
+}
+
+/// A table connection as a wire entry. With `served_only`, `None` for
+/// services this appliance does not serve right now (a VRRP backup sends
+/// no updates); always `None` when the service is gone.
+fn to_wire(
+    snap: &Snapshot,
+    c: &ConnInfo,
+    kind: Kind,
+    idle_ms: u32,
+    served_only: bool,
+) -> Option<SyncConn> {
+    let svc = snap
+        .services
+        .get(usize::from(c.service))
+        .filter(|s| s.vip == c.vip && s.port == c.vport && s.proto == c.proto)
+        .or_else(|| snap.service(c.vip, c.vport, c.proto).map(|(_, s)| s))?;
+    if served_only && !svc.active {
+        return None;
+    }
+    Some(SyncConn {
+        client_ip: c.client_ip,
+        client_port: c.client_port,
+        vip: c.vip,
+        vport: c.vport,
+        rip: c.rip,
+        rport: c.rport,
+        proto: c.proto,
+        state: c.state,
+        mode: wire_mode(svc.mode),
+        kind,
+        idle_ms,
+    })
+}
