@@ -3,7 +3,7 @@
 
 use crate::proto::{
     Change, ConnsData, Counters, DiffData, DrainData, HealthData, ListData, Rates, ReloadData,
-    VrrpData, WorkersData,
+    Role, VrrpData, WorkersData,
 };
 use std::fmt::Write;
 
@@ -210,8 +210,8 @@ pub fn workers(data: &WorkersData) -> String {
         rows.push(vec![
             w.lcore.to_string(),
             match w.role {
-                crate::proto::Role::Worker => "worker".into(),
-                crate::proto::Role::Control => "control".into(),
+                Role::Worker => "worker".into(),
+                Role::Control => "control".into(),
             },
             w.rx_packets.to_string(),
             w.tx_packets.to_string(),

@@ -41,10 +41,10 @@ timed out with connections left.";
 #[command(name = "pylonctl", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
 struct Cli {
     /// The daemon's control socket (`control.socket` in its configuration).
-    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET, display_order = 900)]
     socket: PathBuf,
     /// Print the daemon's answer as JSON instead of text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, display_order = 901)]
     json: bool,
     #[command(subcommand)]
     cmd: Cmd,
@@ -278,6 +278,9 @@ enum AddCmd {
         fwd: Fwd,
     },
     /// Add a real server to a service (ipvsadm -a)
+    ///
+    /// Pylon forwards per service: -m, -g or -i, if given, must be the
+    /// service's forwarding.
     Server {
         #[command(flatten)]
         target: ServerTarget,
