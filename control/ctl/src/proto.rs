@@ -228,21 +228,6 @@ impl Command {
         };
         Self::NAMES[i]
     }
-
-    /// Whether the command changes the daemon's state.
-    pub fn is_change(&self) -> bool {
-        matches!(
-            self,
-            Command::AddService { .. }
-                | Command::EditService { .. }
-                | Command::DelService { .. }
-                | Command::AddServer { .. }
-                | Command::EditServer { .. }
-                | Command::DelServer { .. }
-                | Command::Drain { .. }
-                | Command::Reload
-        )
-    }
 }
 
 /// An address with an optional port: a filter, or a server whose port may
@@ -327,22 +312,6 @@ impl Scheduler {
             Scheduler::Wrr => "wrr",
             Scheduler::Lc => "lc",
             Scheduler::Wlc => "wlc",
-        }
-    }
-}
-
-impl FromStr for Scheduler {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "rr" => Ok(Scheduler::Rr),
-            "wrr" => Ok(Scheduler::Wrr),
-            "lc" => Ok(Scheduler::Lc),
-            "wlc" => Ok(Scheduler::Wlc),
-            _ => Err(format!(
-                "unknown scheduler `{s}`; expected one of rr, wrr, lc, wlc"
-            )),
         }
     }
 }

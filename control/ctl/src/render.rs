@@ -264,7 +264,7 @@ pub fn workers(data: &WorkersData) -> String {
 }
 
 /// A duration as `45s`, `3m12s`, `2h05m` or `3d04h`.
-pub fn duration(secs: u64) -> String {
+fn duration(secs: u64) -> String {
     match secs {
         0..=59 => format!("{secs}s"),
         60..=3599 => format!("{}m{:02}s", secs / 60, secs % 60),

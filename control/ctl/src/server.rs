@@ -634,6 +634,18 @@ mod tests {
     }
 
     #[test]
+    fn a_daemon_that_stopped_taking_requests_is_shutting_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, requests) = Server::start(dir.path().join("c.sock"), 4).unwrap();
+        drop(requests);
+        let mut c = crate::Client::connect(server.path()).unwrap();
+        match c.call(Command::Vrrp) {
+            Err(crate::ClientError::Daemon(e)) => assert_eq!(e.code, ErrorCode::ShuttingDown),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn withdrawn_requests_are_skipped() {
         let (tx, rx) = crossbeam_channel::bounded(4);
         let requests = Requests { rx };

@@ -1,5 +1,7 @@
 //! `pylonctl`: operate a running Pylon over its control socket.
 
+#![forbid(unsafe_code)]
+
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use pylon_ctl::proto::{
     ChangesData, Command, ConnsData, DiffData, DrainData, DrainedServer, Endpoint, Forwarding,

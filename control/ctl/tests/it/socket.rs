@@ -108,6 +108,7 @@ fn invalid_utf8_is_bad_request() {
     assert_eq!((id, code), (None, ErrorCode::BadRequest));
     assert!(msg.contains("unicode") || msg.contains("UTF-8"), "{msg}");
     assert_list_ok(&mut raw);
+    fresh_request_works(&d);
 }
 
 #[test]
