@@ -70,7 +70,8 @@ enum Cmd {
 enum DaemonCmd {
     /// List virtual services and real servers, as `ipvsadm -Ln`
     ///
-    /// One line per service: protocol, VIP:port, scheduler and [name]. One
+    /// One line per service: protocol, VIP:port, scheduler and its name in
+    /// brackets. One
     /// line per real server under it: forwarding (Masq = nat, Route = dsr,
     /// Tunnel = tunnel), configured weight, ActiveConn (established
     /// connections), InActConn (handshakes, closing, UDP), the effective
