@@ -1,5 +1,5 @@
 //! The `[[vrrp]]` tables of the configuration file (documented key by key
-//! in `control/vrrp/CONFIG.md`), the rules between their keys, and the
+//! in `configs/README.md`), the rules between their keys, and the
 //! conversion to an [`InstanceConfig`].
 //!
 //! Durations are written in seconds (integer or decimal) as in keepalived

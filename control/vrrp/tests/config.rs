@@ -1,5 +1,5 @@
 //! The `[[vrrp]]` tables: defaults, value ranges, rules between keys, and
-//! the examples of CONFIG.md.
+//! the examples in configs/ and configs/README.md.
 
 use std::net::Ipv4Addr;
 
@@ -274,42 +274,55 @@ fn tracking_weights() {
     assert!(inside_down.fault);
 }
 
-/// Every TOML example in CONFIG.md parses and passes the rules.
+/// The `[[vrrp]]` tables of a whole configuration file.
+fn vrrp_tables(text: &str) -> Vec<Vrrp> {
+    let mut file: toml::Table = text.parse().unwrap();
+    file.remove("vrrp").unwrap().try_into().unwrap()
+}
+
+/// Every TOML example of `[[vrrp]]` tables in configs/README.md parses and
+/// passes the rules.
 #[test]
-fn config_md_examples() {
-    let doc = include_str!("../CONFIG.md");
+fn readme_examples() {
+    let doc = include_str!("../../../configs/README.md");
     let blocks: Vec<&str> = doc
         .split("```toml\n")
         .skip(1)
         .map(|rest| rest.split("```").next().unwrap())
+        .filter(|block| block.contains("[[vrrp]]"))
         .collect();
-    assert_eq!(blocks.len(), 2);
-    let ports = [
-        PortRef {
-            name: "outside",
-            address: Ipv4Addr::new(192, 0, 2, 1),
-        },
-        PortRef {
-            name: "inside",
-            address: Ipv4Addr::new(10, 0, 0, 1),
-        },
-    ];
+    assert_eq!(blocks.len(), 1);
     for block in blocks {
         let instances = parse(block).unwrap();
-        config::check(&instances, &ports, &["web"]).unwrap();
+        check(&instances).unwrap();
         for vrrp in &instances {
-            Instance::new(vrrp.instance_config(ports[0].address)).unwrap();
+            Instance::new(vrrp.instance_config(PORTS[0].address)).unwrap();
         }
     }
-    let pair = parse(
-        doc.split("```toml\n")
-            .nth(1)
-            .unwrap()
-            .split("```")
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(pair[0].advert_int_cs, 10);
-    assert_eq!(pair[0].track_ports[0].weight, 0);
+}
+
+/// configs/vrrp-a.toml and vrrp-b.toml are a pair: the same VRIDs with the
+/// same VIPs, intervals and versions, and each appliance MASTER (the higher
+/// priority) of exactly one of them.
+#[test]
+fn example_pair_masters_one_vip_each() {
+    let a = vrrp_tables(include_str!("../../../configs/vrrp-a.toml"));
+    let b = vrrp_tables(include_str!("../../../configs/vrrp-b.toml"));
+    assert_eq!(a.len(), 2);
+    assert_eq!(a.len(), b.len());
+    let ports = [PortRef {
+        name: "lan",
+        address: Ipv4Addr::new(192, 0, 2, 1),
+    }];
+    config::check(&a, &ports, &[]).unwrap();
+    let mut a_masters = 0;
+    for (a, b) in a.iter().zip(&b) {
+        assert_eq!(a.vrid, b.vrid);
+        assert_eq!(a.vips, b.vips);
+        assert_eq!(a.advert_int_cs, b.advert_int_cs);
+        assert_eq!(a.version, b.version);
+        assert_ne!(a.priority, b.priority);
+        a_masters += usize::from(a.priority > b.priority);
+    }
+    assert_eq!(a_masters, 1);
 }
