@@ -15,7 +15,7 @@ mod lcores;
 mod validate;
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
@@ -222,6 +222,11 @@ pub struct Control {
     /// Interface every health check leaves through (`SO_BINDTODEVICE`),
     /// the management interface.
     pub health_interface: Option<String>,
+    /// The control socket `pylonctl` talks to (a Unix socket, mode 0600).
+    pub socket: PathBuf,
+    /// Where the Prometheus endpoint listens (`ip:port` on the management
+    /// network); none: no endpoint.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Control {
@@ -231,6 +236,8 @@ impl Default for Control {
             log: "info".to_owned(),
             health_source: None,
             health_interface: None,
+            socket: PathBuf::from("/run/pylon/pylon.sock"),
+            metrics: None,
         }
     }
 }

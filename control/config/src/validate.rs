@@ -44,6 +44,12 @@ pub(crate) fn check(config: &Config) -> Checked {
     if config.control.stats_file.as_os_str().is_empty() {
         return invalid("control.stats_file", "must not be empty");
     }
+    control_socket(config)?;
+    if let Some(addr) = config.control.metrics {
+        if addr.port() == 0 {
+            return invalid("control.metrics", format!("{addr}: needs a port (1..=65535)"));
+        }
+    }
     ports(config)?;
     services(config)?;
     vrrp(config)?;
@@ -54,6 +60,21 @@ pub(crate) fn check(config: &Config) -> Checked {
         }),
         None => Ok(()),
     }
+}
+
+/// `control.socket`: an absolute path with a file name; a Unix socket
+/// path holds at most 107 bytes (`sun_path`).
+fn control_socket(config: &Config) -> Checked {
+    let path = &config.control.socket;
+    let key = "control.socket";
+    if !path.is_absolute() || path.file_name().is_none() {
+        return invalid(key, format!("`{}` must be an absolute file path", path.display()));
+    }
+    let len = path.as_os_str().len();
+    if len > 107 {
+        return invalid(key, format!("{len} bytes long; a Unix socket path holds at most 107"));
+    }
+    Ok(())
 }
 
 /// The `[[vrrp]]` rules between keys, as `pylon-vrrp` states them.

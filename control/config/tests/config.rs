@@ -119,6 +119,11 @@ fn minimal_config_takes_every_default() {
         PathBuf::from("/run/pylon/stats.json")
     );
     assert_eq!(config.control.log, "info");
+    assert_eq!(
+        config.control.socket,
+        PathBuf::from("/run/pylon/pylon.sock")
+    );
+    assert_eq!(config.control.metrics, None);
 
     assert_eq!(config.ports.len(), 1);
     assert_eq!(config.ports[0].gateway, None);
@@ -1034,6 +1039,44 @@ fn empty_stats_file() {
         &with("[control]\nstats_file = \"\""),
         "control.stats_file",
         "must not be empty",
+    );
+}
+
+#[test]
+fn control_socket_and_metrics() {
+    let config = ok(&with(
+        "[control]\nsocket = \"/tmp/p/ctl.sock\"\nmetrics = \"127.0.0.1:9100\"",
+    ));
+    assert_eq!(config.control.socket, PathBuf::from("/tmp/p/ctl.sock"));
+    assert_eq!(
+        config.control.metrics,
+        Some("127.0.0.1:9100".parse().unwrap())
+    );
+    bad(
+        &with("[control]\nsocket = \"run/pylon.sock\""),
+        "control.socket",
+        "must be an absolute file path",
+    );
+    bad(
+        &with("[control]\nsocket = \"/\""),
+        "control.socket",
+        "must be an absolute file path",
+    );
+    let long = format!("/{}", "s".repeat(120));
+    bad(
+        &with(&format!("[control]\nsocket = \"{long}\"")),
+        "control.socket",
+        "at most 107",
+    );
+    bad(
+        &with("[control]\nmetrics = \"127.0.0.1:0\""),
+        "control.metrics",
+        "needs a port",
+    );
+    bad(
+        &with("[control]\nmetrics = \"127.0.0.1\""),
+        "control.metrics",
+        "",
     );
 }
 
