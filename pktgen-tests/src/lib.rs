@@ -13,7 +13,9 @@
 //! Needs root, iproute2, ethtool and python3. The end-to-end tests take
 //! [`e2e_lock`] so that only one of them drives traffic at a time.
 
+pub mod bench;
 pub mod client;
+pub mod pktgen;
 pub mod process;
 pub mod pylon;
 pub mod reply_path;

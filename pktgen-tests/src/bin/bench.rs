@@ -1,0 +1,293 @@
+//! `pylon-bench`: the benchmark behind `make bench`.
+//!
+//! ```text
+//! pylon-bench [--quick] [--rounds N] [--seconds S] [--wrk-seconds S]
+//!             [--servers nginx|python] [--skip-real] [--out DIR]
+//! ```
+//!
+//! 1. Packet rates: runs itself as `pylon-bench pktgen` (a child process,
+//!    because DPDK's EAL initialises once per process and pins its threads)
+//!    to measure every scenario of `pktgen::scenario::standard` `--rounds`
+//!    times, keeping each scenario's best round.
+//! 2. Real traffic: Pylon and HAProxy side by side with `wrk` (see
+//!    `bench::real`).
+//! 3. Writes `DIR/results.json` and `DIR/mpps.svg` (DIR defaults to
+//!    `target/bench`) and prints the table.
+//!
+//! Needs root. Takes the end-to-end lock, so no namespace test runs
+//! meanwhile. Ctrl-C or SIGTERM stops it cleanly: namespaces, processes and
+//! DPDK runtime directories are removed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use pktgen_tests::bench::real::{self, Servers};
+use pktgen_tests::bench::report::{best_rounds, svg, Machine, Results};
+use pktgen_tests::pktgen::{scenario, Outcome, Rig, Settings};
+use pktgen_tests::process::{self, pid_alive, require_root, warn};
+use pktgen_tests::pylon::dpdk_runtime_dir;
+
+/// Set in the child so it does not take the lock its parent holds.
+const LOCKED_ENV: &str = "PYLON_BENCH_LOCKED";
+/// DPDK file prefix of a `pylon-bench pktgen` process: this plus its pid.
+const PREFIX: &str = "pylon-bench-";
+
+#[derive(Debug)]
+struct Args {
+    pktgen_child: bool,
+    json: Option<PathBuf>,
+    quick: bool,
+    rounds: u32,
+    seconds: f64,
+    wrk_seconds: u32,
+    servers: Servers,
+    skip_real: bool,
+    out: PathBuf,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        pktgen_child: false,
+        json: None,
+        quick: false,
+        rounds: 2,
+        seconds: 3.0,
+        wrk_seconds: 10,
+        servers: Servers::Nginx,
+        skip_real: false,
+        out: PathBuf::from("target/bench"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "pktgen" => args.pktgen_child = true,
+            "--json" => args.json = Some(PathBuf::from(value()?)),
+            "--quick" => args.quick = true,
+            "--rounds" => args.rounds = value()?.parse().context("--rounds")?,
+            "--seconds" => args.seconds = value()?.parse().context("--seconds")?,
+            "--wrk-seconds" => args.wrk_seconds = value()?.parse().context("--wrk-seconds")?,
+            "--servers" => {
+                args.servers = match value()?.as_str() {
+                    "nginx" => Servers::Nginx,
+                    "python" => Servers::Python,
+                    other => bail!("--servers {other}: expected nginx or python"),
+                }
+            }
+            "--skip-real" => args.skip_real = true,
+            "--out" => args.out = PathBuf::from(value()?),
+            "-h" | "--help" => {
+                println!(
+                    "usage: pylon-bench [--quick] [--rounds N] [--seconds S] [--wrk-seconds S] \
+                     [--servers nginx|python] [--skip-real] [--out DIR]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?} (see --help)"),
+        }
+    }
+    if args.quick {
+        args.seconds = args.seconds.min(1.0);
+        args.wrk_seconds = args.wrk_seconds.min(3);
+        args.rounds = 1;
+    }
+    if args.rounds == 0 || args.seconds <= 0.0 || args.wrk_seconds == 0 {
+        bail!("--rounds, --seconds and --wrk-seconds must be positive");
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            warn(format_args!("pylon-bench: {e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ok(false): the run finished but something did not verify.
+fn run() -> Result<bool> {
+    let args = parse_args()?;
+    require_root()?;
+    let _lock = if std::env::var_os(LOCKED_ENV).is_some() {
+        None
+    } else {
+        Some(process::e2e_lock()?)
+    };
+    if args.pktgen_child {
+        return pktgen_child(&args).map(|()| true);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("signal handler")?;
+    }
+    remove_stale_runtime_dirs()?;
+    if !args.skip_real {
+        // Root, the pylon binary, ip, ethtool, python3; wrk, HAProxy and
+        // nginx are checked when they start.
+        process::preflight()?;
+    }
+    let machine = Machine::probe();
+    eprintln!(
+        "machine: {}; load {}",
+        machine.describe(),
+        machine.load_at_start
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let started = Instant::now();
+    let rounds = run_pktgen_child(&args, &stop)?;
+    eprintln!("packet rates measured in {:?}", started.elapsed());
+    let real_settings = real::Settings {
+        servers: args.servers,
+        seconds: args.wrk_seconds,
+        threads: 2,
+        connections: 64,
+        rounds: args.rounds,
+    };
+    let real_traffic = if args.skip_real {
+        Vec::new()
+    } else {
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        real::run(&real_settings)?
+    };
+    let settings = serde_json::json!({
+        "rounds": args.rounds,
+        "seconds_per_measurement": args.seconds,
+        "window_ms": 100,
+        "full_check_sample": 64,
+        "quick": args.quick,
+        "real_traffic": real_settings,
+        "duration_s": started.elapsed().as_secs_f64().round(),
+    });
+    let results = Results::new(machine, best_rounds(&rounds), real_traffic, settings);
+    let json_path = args.out.join("results.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&results)? + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let svg_path = args.out.join("mpps.svg");
+    std::fs::write(&svg_path, svg(&results))
+        .with_context(|| format!("writing {}", svg_path.display()))?;
+    println!("{}", results.table());
+    println!(
+        "wrote {} and {} in {:.0?}",
+        json_path.display(),
+        svg_path.display(),
+        started.elapsed()
+    );
+    Ok(results.all_verified())
+}
+
+/// Runs `pylon-bench pktgen` and reads its rounds back.
+fn run_pktgen_child(args: &Args, stop: &AtomicBool) -> Result<Vec<Vec<Outcome>>> {
+    let json = args.out.join("pktgen-rounds.json");
+    // This very binary, even if a build has replaced the file meanwhile.
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg("pktgen")
+        .arg("--json")
+        .arg(&json)
+        .args(["--rounds", &args.rounds.to_string()])
+        .args(["--seconds", &args.seconds.to_string()])
+        .env(LOCKED_ENV, "1");
+    if args.quick {
+        cmd.arg("--quick");
+    }
+    let mut child = cmd.spawn().context("starting pylon-bench pktgen")?;
+    let prefix = format!("{PREFIX}{}", child.id());
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Ok(status);
+        }
+        if stop.load(Ordering::Relaxed) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break Err(anyhow::anyhow!("interrupted"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // A child that died (a panic on an lcore aborts) leaves its EAL
+    // runtime directory behind.
+    let runtime = dpdk_runtime_dir(&prefix);
+    if runtime.exists() {
+        std::fs::remove_dir_all(&runtime)
+            .with_context(|| format!("removing {}", runtime.display()))?;
+    }
+    let status = status?;
+    if !status.success() {
+        bail!("pylon-bench pktgen failed ({status})");
+    }
+    let text =
+        std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", json.display()))
+}
+
+/// The child: every scenario, `rounds` times, into `--json`.
+fn pktgen_child(args: &Args) -> Result<()> {
+    let json = args.json.as_deref().context("pktgen needs --json")?;
+    let rig = Rig::new(&format!("{PREFIX}{}", std::process::id()))?;
+    let settings = Settings {
+        duration: Duration::from_secs_f64(args.seconds),
+        sample: 64,
+    };
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let mut outcomes = Vec::new();
+        for sc in scenario::standard(args.quick) {
+            let started = Instant::now();
+            let o = scenario::run(&rig, &sc, &settings)
+                .with_context(|| format!("{} with {} flows", sc.name, sc.flows))?;
+            eprintln!(
+                "round {round}: {:<16} {:>9} flows {:7.3} Mpps (median {:.3}, idle {:4.1}%) {} in {:.1?}",
+                o.name,
+                o.flows,
+                o.mpps,
+                o.mpps_median,
+                o.worker_idle_share * 100.0,
+                if o.verified { "verified" } else { "NOT VERIFIED" },
+                started.elapsed()
+            );
+            for e in &o.errors {
+                eprintln!("    {e}");
+            }
+            outcomes.push(o);
+        }
+        rounds.push(outcomes);
+    }
+    write_json(json, &rounds)
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    std::fs::write(path, serde_json::to_string(value)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Removes `/var/run/dpdk/pylon-bench-<pid>` of runs that are gone.
+fn remove_stale_runtime_dirs() -> Result<()> {
+    let Ok(entries) = std::fs::read_dir("/var/run/dpdk") else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !pid_alive(pid) {
+            std::fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
