@@ -754,7 +754,7 @@ fn spawn_ready(cmd: &mut Command, ready: &Path, log: &Path, what: &str) -> Resul
 }
 
 /// Sets sysctls (`key`, `value`) inside namespace `ns`.
-fn sysctls(ns: &str, settings: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn sysctls(ns: &str, settings: &[(&str, &str)]) -> Result<()> {
     for (key, value) in settings {
         run_checked(ns_command(ns, "sysctl").args(["-q", "-w", &format!("{key}={value}")]))?;
     }
@@ -772,7 +772,7 @@ fn strip_prefix_len(cidr: &str) -> &str {
 }
 
 /// Kills every process still inside `ns`, then deletes it.
-fn remove_namespace(ns: &str) -> Result<()> {
+pub(crate) fn remove_namespace(ns: &str) -> Result<()> {
     let pids = Command::new("ip").args(["netns", "pids", ns]).output()?;
     for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
         if let Ok(pid) = pid.parse::<u32>() {
