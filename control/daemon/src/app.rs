@@ -368,11 +368,16 @@ struct Control<'a> {
 }
 
 impl Control<'_> {
-    /// Real servers and gateways are resolved before the first packet.
+    /// Real servers, sorry servers and gateways are resolved before the
+    /// first packet.
     fn want_next_hops(&mut self) {
         for svc in &self.cfg.services {
-            for s in &svc.servers {
-                if let Some((port, hop)) = self.cfg.port_for(s.address) {
+            // The sorry server too: it takes over exactly when the real
+            // servers failed, and an unresolved next hop would cost the
+            // first clients their SYN (dropped as `no_neighbor`).
+            let sorry = svc.sorry.iter().map(|s| s.address);
+            for addr in svc.servers.iter().map(|s| s.address).chain(sorry) {
+                if let Some((port, hop)) = self.cfg.port_for(addr) {
                     self.slow.neighbors.want(u32::from(hop), port);
                 }
             }
