@@ -17,6 +17,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod nat_pair;
 pub mod load;
 pub mod pktgen;
 pub mod process;

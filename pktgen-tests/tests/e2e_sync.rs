@@ -1,0 +1,133 @@
+//! End to end, connection sync between two appliances in NAT mode (issue
+//! 8), on [`NatPair`]: A (priority 200) and B (100), both preempting, share
+//! the VIP 10.0.1.100 (VRID 51) and the real servers' gateway 10.0.2.1
+//! (VRID 52); a management link carries the sync datagrams
+//! (`[sync]` on 10.0.9.1/2:8848, one shared key).
+//!
+//! - `nat_failover_and_failback_keep_connections`: 120 keep-alive HTTP
+//!   connections through the VIP, one request every 100 ms each; A (master)
+//!   is SIGKILLed, B takes over with A's connections; A comes back, waits
+//!   for B's full table (held at priority 1), then preempts. At least 99 %
+//!   of the connections must carry on through both moves without a reset
+//!   or a failed request; the exact numbers are printed.
+//! - `forged_replayed_and_truncated_sync_datagrams_install_nothing`:
+//!   `sync_inject.py` replays a captured datagram of B's, truncates one and
+//!   forges connection updates with a wrong key; A counts each under its
+//!   reason and installs nothing.
+//!
+//! Needs root and `target/release/pylon` (or `PYLON_BIN`).
+
+mod sync_common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use pktgen_tests::nat_pair::{NatPair, Side};
+use pktgen_tests::process::{ns_command, run_checked};
+use pktgen_tests::topology::{python, CLIENT_ADDR, SERVER_ADDRS, VIP};
+use pktgen_tests::{e2e_lock, preflight, PylonProcess};
+use serde_json::Value;
+use sync_common::{failover_and_failback, sync_counter, wait_state, Pair, KEY, SYNC_IF, SYNC_PORT};
+
+const SYNC_INJECT_PY: &str = include_str!("../scripts/sync_inject.py");
+
+impl Pair for NatPair {
+    fn mode(&self) -> &'static str {
+        "NAT"
+    }
+
+    fn start(&self, a: bool, priority: u8) -> Result<PylonProcess> {
+        let side = if a { Side::A } else { Side::B };
+        NatPair::start(self, side, &self.config(side, priority, KEY)?)
+    }
+
+    fn client_ns(&self) -> &str {
+        NatPair::client_ns(self)
+    }
+
+    fn dir(&self) -> PathBuf {
+        NatPair::dir(self).to_owned()
+    }
+}
+
+/// A drop counter of the `"sync"` stats.
+fn sync_drop(stats: &Value, reason: &str) -> u64 {
+    stats["sync"]["drops"][reason].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn nat_failover_and_failback_keep_connections() -> Result<()> {
+    let _lock = e2e_lock()?;
+    preflight()?;
+    failover_and_failback(&NatPair::new("esyncnat")?)
+}
+
+#[test]
+fn forged_replayed_and_truncated_sync_datagrams_install_nothing() -> Result<()> {
+    let _lock = e2e_lock()?;
+    preflight()?;
+    let sp = NatPair::new("esyncinj")?;
+    let mut a = Pair::start(&sp, true, 200)?;
+    wait_state(&mut a, "MASTER", Duration::from_secs(15))?;
+    let mut b = Pair::start(&sp, false, 100)?;
+    wait_state(&mut b, "BACKUP", Duration::from_secs(15))?;
+    // A has adopted B's session (its startup transfer request answered).
+    let before = a.stats_until(Duration::from_secs(10), |s| {
+        s["sync"]["peers"][0]["adopted"] == true
+    })?;
+    ensure!(
+        before["sync"]["peers"][0]["adopted"] == true,
+        "A never adopted B's session: {}",
+        before["sync"]
+    );
+    let script = sp.script("sync_inject.py", SYNC_INJECT_PY)?;
+    let out = run_checked(
+        ns_command(&sp.ns(Side::B), python())
+            .arg(&script)
+            .args(["--iface", SYNC_IF, "--peer-ip", Side::B.sync_addr()])
+            .args(["--port", &SYNC_PORT.to_string()])
+            .args(["--replays", "5", "--truncated", "3", "--forged", "5"])
+            .args(["--client-ip", CLIENT_ADDR, "--vip", VIP])
+            .args(["--rip", SERVER_ADDRS[0]]),
+    )?;
+    let injected: Value =
+        serde_json::from_slice(&out.stdout).context("sync_inject.py printed no JSON")?;
+    eprintln!("injected: {injected}");
+    let after = a.stats_until(Duration::from_secs(5), |s| {
+        sync_drop(s, "bad_mac") >= sync_drop(&before, "bad_mac") + 5
+            && sync_drop(s, "replay") >= sync_drop(&before, "replay") + 5
+            && sync_drop(s, "truncated") >= sync_drop(&before, "truncated") + 3
+    })?;
+    for (reason, n) in [("replay", 5), ("truncated", 3), ("bad_mac", 5)] {
+        let delta = sync_drop(&after, reason) - sync_drop(&before, reason);
+        println!("sync datagrams dropped as {reason}: {delta} (injected {n})");
+        ensure!(
+            delta == n,
+            "{reason}: {delta} counted, {n} injected: {}",
+            after["sync"]
+        );
+    }
+    for key in ["installed", "updated", "expired"] {
+        ensure!(
+            sync_counter(&after, key) == sync_counter(&before, key),
+            "A {key} something: {} -> {}",
+            before["sync"],
+            after["sync"]
+        );
+    }
+    ensure!(
+        after["conns"]["live"] == before["conns"]["live"],
+        "A's table changed: {} -> {}",
+        before["conns"],
+        after["conns"]
+    );
+    println!(
+        "A's table: {} connections before and after; installed {} before and after",
+        before["conns"]["live"],
+        sync_counter(&after, "installed")
+    );
+    a.stop_cleanly()?;
+    b.stop_cleanly()?;
+    Ok(())
+}
