@@ -17,8 +17,8 @@
 
 pub mod bench;
 pub mod client;
-pub mod nat_pair;
 pub mod load;
+pub mod nat_pair;
 pub mod pktgen;
 pub mod process;
 pub mod pylon;
