@@ -47,7 +47,10 @@ pub(crate) fn check(config: &Config) -> Checked {
     control_socket(config)?;
     if let Some(addr) = config.control.metrics {
         if addr.port() == 0 {
-            return invalid("control.metrics", format!("{addr}: needs a port (1..=65535)"));
+            return invalid(
+                "control.metrics",
+                format!("{addr}: needs a port (1..=65535)"),
+            );
         }
     }
     ports(config)?;
@@ -68,11 +71,17 @@ fn control_socket(config: &Config) -> Checked {
     let path = &config.control.socket;
     let key = "control.socket";
     if !path.is_absolute() || path.file_name().is_none() {
-        return invalid(key, format!("`{}` must be an absolute file path", path.display()));
+        return invalid(
+            key,
+            format!("`{}` must be an absolute file path", path.display()),
+        );
     }
     let len = path.as_os_str().len();
     if len > 107 {
-        return invalid(key, format!("{len} bytes long; a Unix socket path holds at most 107"));
+        return invalid(
+            key,
+            format!("{len} bytes long; a Unix socket path holds at most 107"),
+        );
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Start-up, the control lcore's loop and shutdown of the daemon.
 
+use crate::ctl::{Ctl, Env};
 use crate::health::Health;
 use crate::neighbors::NeighborManager;
 use crate::pool::Pool;
@@ -16,7 +17,7 @@ use pylon_dataplane::shared::Shared;
 use pylon_dataplane::snapshot::PortInfo;
 use pylon_dataplane::worker::{ControlRing, IdleBackoff, Worker};
 use pylon_dpdk::{Eal, Mbuf, Mempool, Port, PortConf};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,8 @@ pub enum Error {
     Vrrp(#[from] crate::vrrp::VrrpError),
     #[error("{0}")]
     Sync(#[from] crate::sync::SyncError),
+    #[error("{0}")]
+    Ctl(#[from] crate::ctl::StartError),
 }
 
 /// Removes the EAL runtime directory when dropped: EAL leaves its config,
@@ -141,8 +144,9 @@ fn timeouts(cfg: &Config) -> Timeouts {
     }
 }
 
-/// Runs the appliance until SIGINT/SIGTERM.
-pub fn run(cfg: &Config) -> Result<(), Error> {
+/// Runs the appliance until SIGINT/SIGTERM; `path` is the configuration
+/// file `cfg` came from (reloaded on SIGHUP and `pylonctl reload`).
+pub fn run(cfg: &Config, path: &Path) -> Result<(), Error> {
     let nworkers = cfg.dataplane.workers.len();
     let queues =
         u16::try_from(nworkers + 1).map_err(|_| Error::Setup("too many workers".into()))?;
@@ -236,8 +240,11 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
     // With [sync], each forwarder (workers and the control lcore's) reports
     // new connections and state changes into a queue of its own.
     let mut event_queues: Vec<Arc<EventQueue>> = Vec::new();
+    // Each forwarder's per-server traffic counters, summed by the CLI.
+    let mut traffic = Vec::new();
     let mut forwarder = || {
         let fwd = Forwarder::new(Arc::clone(&shared));
+        traffic.push(Arc::clone(fwd.traffic()));
         match &cfg.sync {
             Some(s) => {
                 let q = Arc::new(EventQueue::new(s.queue as usize));
@@ -315,7 +322,10 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
         }
         _ => None,
     };
+    // pylonctl and metrics once the dataplane is up.
+    let ctl = Ctl::start(cfg, path, traffic)?;
     let mut control = Control {
+        ctl,
         cfg,
         pool,
         port_infos: infos,
@@ -351,6 +361,7 @@ pub fn run(cfg: &Config) -> Result<(), Error> {
 }
 
 struct Control<'a> {
+    ctl: Ctl,
     cfg: &'a Config,
     pool: Pool,
     port_infos: Vec<PortInfo>,
@@ -392,8 +403,9 @@ impl Control<'_> {
     /// The control loop: slow path, spare RX queues, neighbor requests,
     /// timers and stats dumps, until SIGINT/SIGTERM.
     fn run(&mut self, stop: &Arc<AtomicBool>) -> Result<(), Error> {
-        use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
         let dump = Arc::new(AtomicBool::new(false));
+        let hup = Arc::new(AtomicBool::new(false));
         let register = |sig, flag: &Arc<AtomicBool>| {
             signal_hook::flag::register(sig, Arc::clone(flag))
                 .map_err(|e| Error::Setup(format!("signal handler: {e}")))
@@ -401,6 +413,7 @@ impl Control<'_> {
         register(SIGINT, stop)?;
         register(SIGTERM, stop)?;
         register(SIGUSR1, &dump)?;
+        register(SIGHUP, &hup)?;
         // The first dump tells supervisors and tests the dataplane is up.
         self.write_stats();
         self.vrrp.startup(self.shared.clock.now_ms64());
@@ -410,6 +423,7 @@ impl Control<'_> {
             let mut work = self.slow_path(now);
             work += self.worker.poll_once();
             self.take_requests(now);
+            self.serve_ctl(hup.swap(false, Ordering::Relaxed));
             self.apply_health();
             self.vrrp.on_timer(self.shared.clock.now_ms64());
             self.vrrp_actions();
@@ -453,6 +467,31 @@ impl Control<'_> {
             }
         }
         if changed {
+            self.publish();
+        }
+    }
+
+    /// pylonctl requests (and a SIGHUP reload when `reload`), see
+    /// [`Ctl::poll`]; publishes what they changed.
+    fn serve_ctl(&mut self, reload: bool) {
+        let fx = self.ctl.poll(
+            &mut Env {
+                cfg: self.cfg,
+                pool: &mut self.pool,
+                health: &mut self.health,
+                vrrp: &self.vrrp,
+                shared: self.shared,
+                ports: self.ports,
+                workers: self.worker_counters,
+            },
+            reload,
+        );
+        for addr in fx.want {
+            if let Some((port, hop)) = self.cfg.port_for(addr) {
+                self.slow.neighbors.want(u32::from(hop), port);
+            }
+        }
+        if fx.publish {
             self.publish();
         }
     }

@@ -8,12 +8,14 @@ use pylon_health::{
 };
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, Sender};
 
 /// The running checks (absent when no server has one).
 pub struct Health {
     engine: Option<Engine>,
     transitions: Receiver<Transition>,
+    /// For an engine started later (a reload adds the first check).
+    sender: Sender<Transition>,
     /// Servers whose connections are expired when they go down.
     expire_on_down: HashSet<ServerKey>,
 }
@@ -56,21 +58,43 @@ impl Health {
             .filter(|s| s.check.on_down == OnDown::Expire)
             .map(|s| s.key.clone())
             .collect();
-        let (tx, transitions) = channel();
-        let engine = if servers.is_empty() {
-            None
-        } else {
-            Some(Engine::start(servers, move |t| {
-                // The receiver lives as long as the engine: send cannot fail
-                // before shutdown, and a late transition is moot then.
-                let _ = tx.send(t);
-            })?)
-        };
-        Ok(Health {
-            engine,
+        let (sender, transitions) = channel();
+        let mut health = Health {
+            engine: None,
             transitions,
+            sender,
             expire_on_down,
+        };
+        if !servers.is_empty() {
+            health.engine = Some(health.engine_for(servers)?);
+        }
+        Ok(health)
+    }
+
+    fn engine_for(&self, servers: Vec<ServerCheck>) -> Result<Engine, EngineError> {
+        let tx = self.sender.clone();
+        Engine::start(servers, move |t| {
+            // The receiver lives as long as the engine: send cannot fail
+            // before shutdown, and a late transition is moot then.
+            let _ = tx.send(t);
         })
+    }
+
+    /// Checks what `cfg` says (a reload): servers checked before keep
+    /// their state and counters, new ones start from their `initial`.
+    pub fn reconfigure(&mut self, cfg: &Config) -> Result<(), EngineError> {
+        let servers = checks(cfg);
+        self.expire_on_down = servers
+            .iter()
+            .filter(|s| s.check.on_down == OnDown::Expire)
+            .map(|s| s.key.clone())
+            .collect();
+        match &self.engine {
+            Some(engine) => engine.set_servers(servers),
+            None if servers.is_empty() => {}
+            None => self.engine = Some(self.engine_for(servers)?),
+        }
+        Ok(())
     }
 
     pub fn next_transition(&self) -> Option<Transition> {

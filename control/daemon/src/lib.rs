@@ -2,6 +2,7 @@
 //! ICMP, timers and stats, plus start-up and shutdown of the dataplane.
 
 pub mod app;
+pub mod ctl;
 pub mod health;
 pub mod neighbors;
 pub mod pool;

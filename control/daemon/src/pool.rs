@@ -19,12 +19,16 @@ pub struct PoolServer {
     pub weight: u32,
     /// Health: a down server keeps its weight but gets no new connections.
     pub up: bool,
+    /// Deleted (by `pylonctl del` or a reload) and draining: no new
+    /// connections; removed, and its id freed, once its connections are
+    /// gone.
+    pub removing: bool,
 }
 
 impl PoolServer {
     /// The weight the schedulers see (0 while down: quiesced, as IPVS).
     pub fn effective_weight(&self) -> u32 {
-        if self.up {
+        if self.up && !self.removing {
             self.weight
         } else {
             0
@@ -51,6 +55,10 @@ pub struct PoolService {
     pub mode: Mode,
     pub servers: Vec<PoolServer>,
     pub sorry: Option<PoolServer>,
+    /// Deleted and draining: still published (so its connections keep
+    /// flowing) but without servers to schedule; removed once every
+    /// connection is gone.
+    pub removing: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,10 +85,15 @@ impl Ownership {
 }
 
 /// Services and servers, and the generation of the last snapshot.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Pool {
     generation: u64,
     next_id: u16,
+    /// Ids of removed servers, handed out again before new ones.
+    free_ids: Vec<u16>,
+    /// Ids no service lists any more (a replaced sorry server) whose
+    /// connections may still be open, with their service: freed once idle.
+    retired: Vec<(String, u16)>,
     pub services: Vec<PoolService>,
 }
 
@@ -111,6 +124,8 @@ impl Pool {
         let mut pool = Pool {
             generation: 0,
             next_id: 0,
+            free_ids: Vec::new(),
+            retired: Vec::new(),
             services: Vec::new(),
         };
         for svc in &cfg.services {
@@ -135,6 +150,7 @@ impl Pool {
                 mode: mode(svc.forwarding),
                 servers,
                 sorry,
+                removing: false,
             });
         }
         Ok(pool)
@@ -155,7 +171,89 @@ impl Pool {
             port,
             weight,
             up,
+            removing: false,
         })
+    }
+
+    /// A server with an id below `slots` (the dataplane's per-server
+    /// counters), a freed one first.
+    pub fn new_server(
+        &mut self,
+        addr: Ipv4Addr,
+        port: u16,
+        weight: u32,
+        up: bool,
+        slots: usize,
+    ) -> Result<PoolServer, TooManyServers> {
+        if let Some(id) = self.free_ids.pop() {
+            return Ok(PoolServer {
+                id,
+                addr,
+                port,
+                weight,
+                up,
+                removing: false,
+            });
+        }
+        if usize::from(self.next_id) >= slots {
+            return Err(TooManyServers);
+        }
+        self.server(addr, port, weight, up)
+    }
+
+    /// The service called `name`.
+    pub fn service(&self, name: &str) -> Option<&PoolService> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The service called `name`, to change it.
+    pub fn service_mut(&mut self, name: &str) -> Option<&mut PoolService> {
+        self.services.iter_mut().find(|s| s.name == name)
+    }
+
+    /// Takes a sorry server (replaced or of a removed service) out of
+    /// service; its id is freed once its connections are gone.
+    pub fn retire(&mut self, service: &str, server: PoolServer) {
+        self.retired.push((service.to_owned(), server.id));
+    }
+
+    /// Ids retired from `service` and not freed yet.
+    pub fn retired_ids<'a>(&'a self, service: &'a str) -> impl Iterator<Item = u16> + 'a {
+        self.retired
+            .iter()
+            .filter(move |(s, _)| s == service)
+            .map(|(_, id)| *id)
+    }
+
+    /// Removes deleted servers and services whose connections are all
+    /// gone (`idle(id)`), freeing their ids. Returns the freed ids with
+    /// their service, and whether a service left the snapshot.
+    pub fn reap(&mut self, idle: impl Fn(u16) -> bool) -> (Vec<(String, u16)>, bool) {
+        let mut freed = Vec::new();
+        for svc in &mut self.services {
+            svc.servers.retain(|s| {
+                let gone = s.removing && idle(s.id);
+                if gone {
+                    freed.push((svc.name.clone(), s.id));
+                }
+                !gone
+            });
+        }
+        self.retired.retain(|(service, id)| {
+            let gone = idle(*id);
+            if gone {
+                freed.push((service.clone(), *id));
+            }
+            !gone
+        });
+        let before = self.services.len();
+        let retired = &self.retired;
+        self.services.retain(|s| {
+            !(s.removing && s.servers.is_empty() && !retired.iter().any(|(n, _)| *n == s.name))
+        });
+        let dropped = self.services.len() != before;
+        self.free_ids.extend(freed.iter().map(|(_, id)| *id));
+        (freed, dropped)
     }
 
     /// Number of server ids handed out (sizes the per-server counters).
@@ -210,7 +308,14 @@ impl Pool {
                 proto: s.proto,
                 scheduler: s.scheduler,
                 mode: s.mode,
-                servers: s.servers.iter().map(PoolServer::to_snapshot).collect(),
+                // A deleted server's connections keep their real server
+                // (the entry holds it); the schedulers never see it.
+                servers: s
+                    .servers
+                    .iter()
+                    .filter(|r| !r.removing)
+                    .map(PoolServer::to_snapshot)
+                    .collect(),
                 sorry: s.sorry.as_ref().map(PoolServer::to_snapshot),
                 active: vrrp.serves(s.vip),
             })
@@ -228,5 +333,87 @@ impl PoolService {
     /// True while some real server can take new connections.
     pub fn has_healthy_server(&self) -> bool {
         self.servers.iter().any(|s| s.effective_weight() > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> Pool {
+        let mut p = Pool {
+            generation: 0,
+            next_id: 0,
+            free_ids: Vec::new(),
+            retired: Vec::new(),
+            services: Vec::new(),
+        };
+        let a = p
+            .new_server(Ipv4Addr::new(10, 0, 2, 1), 80, 1, true, 8)
+            .unwrap();
+        let b = p
+            .new_server(Ipv4Addr::new(10, 0, 2, 2), 80, 2, true, 8)
+            .unwrap();
+        p.services.push(PoolService {
+            name: "web".into(),
+            vip: Ipv4Addr::new(10, 0, 1, 100),
+            port: 80,
+            proto: PROTO_TCP,
+            scheduler: Kind::Wlc,
+            mode: Mode::Nat,
+            servers: vec![a, b],
+            sorry: None,
+            removing: false,
+        });
+        p
+    }
+
+    #[test]
+    fn removing_servers_leave_the_snapshot_and_their_ids_are_reused_once_idle() {
+        let mut p = pool();
+        p.service_mut("web").unwrap().servers[0].removing = true;
+        let snap = p.snapshot(&[], &Ownership::default());
+        assert_eq!(snap.services[0].servers.len(), 1);
+        assert_eq!(snap.services[0].servers[0].id, 1);
+        // Still busy: kept, id reserved.
+        assert_eq!(p.reap(|_| false), (vec![], false));
+        assert_eq!(p.service("web").unwrap().servers.len(), 2);
+        let fresh = p
+            .new_server(Ipv4Addr::new(10, 0, 2, 3), 80, 1, true, 8)
+            .unwrap();
+        assert_eq!(fresh.id, 2);
+        assert_eq!(p.reap(|_| true), (vec![("web".into(), 0)], false));
+        let again = p
+            .new_server(Ipv4Addr::new(10, 0, 2, 4), 80, 1, true, 8)
+            .unwrap();
+        assert_eq!(again.id, 0);
+    }
+
+    #[test]
+    fn a_removed_service_stays_published_until_its_connections_are_gone() {
+        let mut p = pool();
+        let svc = p.service_mut("web").unwrap();
+        svc.removing = true;
+        svc.servers.iter_mut().for_each(|s| s.removing = true);
+        let snap = p.snapshot(&[], &Ownership::default());
+        assert_eq!(snap.services.len(), 1);
+        assert!(snap.services[0].servers.is_empty());
+        let (freed, dropped) = p.reap(|id| id == 1);
+        assert_eq!((freed.len(), dropped), (1, false));
+        let (freed, dropped) = p.reap(|_| true);
+        assert_eq!((freed.len(), dropped), (1, true));
+        assert!(p.services.is_empty());
+    }
+
+    #[test]
+    fn ids_stop_at_the_counter_slots() {
+        let mut p = pool();
+        for _ in 2..8 {
+            p.new_server(Ipv4Addr::new(10, 0, 2, 9), 80, 1, true, 8)
+                .unwrap();
+        }
+        assert!(p
+            .new_server(Ipv4Addr::new(10, 0, 2, 9), 80, 1, true, 8)
+            .is_err());
     }
 }

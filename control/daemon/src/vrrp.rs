@@ -263,6 +263,43 @@ impl Vrrp {
         )
     }
 
+    /// Every instance as `pylonctl vrrp` shows it; `now` is the clock's
+    /// milliseconds, the instances' time base.
+    pub fn info(&self, now: u64) -> Vec<pylon_ctl::proto::VrrpInfo> {
+        use pylon_ctl::proto::{VrrpInfo, VrrpState};
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let st = m.instance.status();
+                VrrpInfo {
+                    name: format!("vrrp[{i}]"),
+                    vrid: m.cfg.vrid,
+                    port: m.cfg.port.clone(),
+                    state: match st.state {
+                        State::Initialize => VrrpState::Init,
+                        State::Backup => VrrpState::Backup,
+                        State::Master => VrrpState::Master,
+                        State::Fault => VrrpState::Fault,
+                    },
+                    priority: m.cfg.priority,
+                    effective_priority: st.priority,
+                    advert_int_ms: u32::from(m.cfg.advert_int_cs) * 10,
+                    preempt: m.cfg.preempt,
+                    vips: m.cfg.vips.clone(),
+                    master: st.master.map(|mi| mi.address),
+                    last_change: st
+                        .since
+                        .map(|(t, _)| epoch.saturating_sub(now.saturating_sub(t)) / 1000),
+                    reason: st.since.map(|(_, r)| r.to_string()),
+                }
+            })
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }

@@ -134,3 +134,146 @@ impl WorkerCounters {
         counter.load(Relaxed)
     }
 }
+
+/// Traffic of one real server: connections scheduled to it, packets and
+/// bytes (IPv4 total length) client to server (`in`) and back (`out`, NAT
+/// replies only: with DSR and tunnel the replies bypass Pylon).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub conns: u64,
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    pub out_packets: u64,
+    pub out_bytes: u64,
+}
+
+impl Traffic {
+    /// Field-wise sum (wrapping, as the counters do).
+    pub fn plus(self, o: Traffic) -> Traffic {
+        Traffic {
+            conns: self.conns.wrapping_add(o.conns),
+            in_packets: self.in_packets.wrapping_add(o.in_packets),
+            in_bytes: self.in_bytes.wrapping_add(o.in_bytes),
+            out_packets: self.out_packets.wrapping_add(o.out_packets),
+            out_bytes: self.out_bytes.wrapping_add(o.out_bytes),
+        }
+    }
+
+    /// Field-wise difference since `base` (wrapping).
+    pub fn since(self, base: Traffic) -> Traffic {
+        Traffic {
+            conns: self.conns.wrapping_sub(base.conns),
+            in_packets: self.in_packets.wrapping_sub(base.in_packets),
+            in_bytes: self.in_bytes.wrapping_sub(base.in_bytes),
+            out_packets: self.out_packets.wrapping_sub(base.out_packets),
+            out_bytes: self.out_bytes.wrapping_sub(base.out_bytes),
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+struct TrafficSlot {
+    conns: AtomicU64,
+    in_packets: AtomicU64,
+    in_bytes: AtomicU64,
+    out_packets: AtomicU64,
+    out_bytes: AtomicU64,
+}
+
+/// One forwarder's per-server traffic, indexed by global server id. Like
+/// [`WorkerCounters`] each block has one writer (its forwarder), so the
+/// per-packet cost is two relaxed load+store pairs (packets, bytes) on a
+/// slot the worker already touches for nearly every packet of a busy
+/// server; the control lcore sums the blocks on demand and never stalls a
+/// worker. An id out of range (more servers than slots) is not counted.
+#[derive(Debug)]
+pub struct TrafficCounters {
+    slots: Box<[TrafficSlot]>,
+}
+
+impl TrafficCounters {
+    /// Room for server ids `0..slots`.
+    pub fn new(slots: usize) -> TrafficCounters {
+        TrafficCounters {
+            slots: (0..slots).map(|_| TrafficSlot::default()).collect(),
+        }
+    }
+
+    /// A new connection scheduled to server `id`.
+    #[inline]
+    pub fn count_conn(&self, id: u16) {
+        if let Some(s) = self.slots.get(usize::from(id)) {
+            WorkerCounters::add(&s.conns, 1);
+        }
+    }
+
+    /// A packet of `bytes` forwarded from a client to server `id`.
+    #[inline]
+    pub fn count_in(&self, id: u16, bytes: u64) {
+        if let Some(s) = self.slots.get(usize::from(id)) {
+            WorkerCounters::add(&s.in_packets, 1);
+            WorkerCounters::add(&s.in_bytes, bytes);
+        }
+    }
+
+    /// A reply of `bytes` from server `id` translated back to its client.
+    #[inline]
+    pub fn count_out(&self, id: u16, bytes: u64) {
+        if let Some(s) = self.slots.get(usize::from(id)) {
+            WorkerCounters::add(&s.out_packets, 1);
+            WorkerCounters::add(&s.out_bytes, bytes);
+        }
+    }
+
+    /// Server `id`'s counters in this block.
+    pub fn get(&self, id: u16) -> Traffic {
+        let Some(s) = self.slots.get(usize::from(id)) else {
+            return Traffic::default();
+        };
+        Traffic {
+            conns: s.conns.load(Relaxed),
+            in_packets: s.in_packets.load(Relaxed),
+            in_bytes: s.in_bytes.load(Relaxed),
+            out_packets: s.out_packets.load(Relaxed),
+            out_bytes: s.out_bytes.load(Relaxed),
+        }
+    }
+
+    /// Server `id`'s counters summed over `blocks` (one per forwarder).
+    pub fn sum(blocks: &[std::sync::Arc<TrafficCounters>], id: u16) -> Traffic {
+        blocks
+            .iter()
+            .fold(Traffic::default(), |acc, b| acc.plus(b.get(id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn traffic_is_counted_per_server_and_summed_over_blocks() {
+        let a = Arc::new(TrafficCounters::new(4));
+        let b = Arc::new(TrafficCounters::new(4));
+        a.count_conn(1);
+        a.count_in(1, 60);
+        b.count_in(1, 40);
+        b.count_out(1, 1500);
+        a.count_in(2, 7);
+        a.count_in(9, 1); // beyond the slots: ignored
+        let t = TrafficCounters::sum(&[a.clone(), b], 1);
+        assert_eq!(
+            t,
+            Traffic {
+                conns: 1,
+                in_packets: 2,
+                in_bytes: 100,
+                out_packets: 1,
+                out_bytes: 1500,
+            }
+        );
+        assert_eq!(a.get(9), Traffic::default());
+        assert_eq!(t.since(a.get(1)).in_bytes, 40);
+    }
+}

@@ -2,7 +2,7 @@
 //! output port and MACs. Pure: it works on a byte slice, so it is tested
 //! with exact frames in and out, without DPDK.
 
-use crate::counters::DropReason;
+use crate::counters::{DropReason, TrafficCounters};
 use crate::events::{EventKind, EventQueue};
 use crate::neighbor::NeighborMap;
 use crate::shared::Shared;
@@ -77,11 +77,15 @@ pub struct Forwarder {
     /// Where new connections and state changes are reported for the
     /// standby (`[sync]` configured), see [`crate::events`].
     events: Option<Arc<EventQueue>>,
+    /// Per-server packets, bytes and connections of this forwarder only.
+    traffic: Arc<TrafficCounters>,
 }
 
 impl Forwarder {
     pub fn new(shared: Arc<Shared>) -> Forwarder {
+        let traffic = Arc::new(TrafficCounters::new(shared.servers.len()));
         Forwarder {
+            traffic,
             shared,
             scheds: Vec::new(),
             generation: None,
@@ -105,6 +109,12 @@ impl Forwarder {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// This forwarder's per-server traffic counters, for the control side
+    /// to sum.
+    pub fn traffic(&self) -> &Arc<TrafficCounters> {
+        &self.traffic
     }
 
     /// Rebuilds scheduler state after a new snapshot was published; called
@@ -179,7 +189,8 @@ impl Forwarder {
                 }
                 Err(reason) => return Verdict::Drop(reason),
             };
-            return match svc.mode {
+            let bytes = u64::from(s.total_len);
+            let verdict = match svc.mode {
                 Mode::Nat => {
                     set_endpoint(frame, &mut s, End::Destination, conn.rip, conn.rport);
                     route_out(&self.shared, snap, neigh, frame, &mut s, conn.rip)
@@ -187,6 +198,10 @@ impl Forwarder {
                 Mode::Dsr => self.direct(snap, neigh, frame, conn.rip),
                 Mode::Tunnel => self.tunnel(snap, neigh, buf, &mut s, conn.rip, in_port),
             };
+            if let Verdict::Forward(_) = verdict {
+                self.traffic.count_in(conn.server, bytes);
+            }
+            return verdict;
         }
         let conns = &self.shared.conns;
         if let Some((r, conn)) = conns.lookup_reply(s.dst, s.dport, s.proto, s.src, s.sport) {
@@ -196,8 +211,12 @@ impl Forwarder {
             self.on_packet(r, &conn, Dir::Reply, &s, now);
             set_endpoint(frame, &mut s, End::Source, conn.vip, conn.vport);
             let client = conn.client_ip;
+            let bytes = u64::from(s.total_len);
             return match route_out(&self.shared, snap, neigh, frame, &mut s, client) {
-                Verdict::Forward(port) => Verdict::Reply(port),
+                Verdict::Forward(port) => {
+                    self.traffic.count_out(conn.server, bytes);
+                    Verdict::Reply(port)
+                }
                 other => other,
             };
         }
@@ -323,6 +342,7 @@ impl Forwarder {
             .insert(&info, now)
             .map_err(|_| DropReason::TableFull)?;
         self.report(EventKind::New, &info);
+        self.traffic.count_conn(server.id);
         let stats = &self.shared.servers[usize::from(server.id)];
         let counter = if is_active(info.state) {
             &stats.active

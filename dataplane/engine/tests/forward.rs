@@ -552,7 +552,7 @@ fn sync_events_report_creation_state_changes_and_port_reuse() {
     let shared = Arc::clone(r.fwd.shared());
     r.fwd = Forwarder::new(shared).with_events(Arc::clone(&q));
     r.fwd.sync(&r.snap);
-    let mut drain = || {
+    let drain = || {
         std::iter::from_fn(|| q.pop())
             .map(|e| (e.kind, e.conn.state))
             .collect::<Vec<_>>()

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match pylon_control::app::run(&cfg).context("pylon") {
+    match pylon_control::app::run(&cfg, &args.config).context("pylon") {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e:#}");
