@@ -353,7 +353,7 @@ impl Runner {
     fn handle_events(&mut self) {
         while let Some(ev) = self.endpoint.poll_event() {
             match ev {
-                Event::Conn { conn, .. } => self.install(&conn),
+                Event::Conn { conn, .. } => install(&self.shared, &mut self.installed, &conn),
                 Event::TableRequested { peer, reason } => {
                     let snap = self.shared.snapshot.load();
                     let mut rows = Vec::new();
@@ -401,90 +401,6 @@ impl Runner {
         self.endpoint
             .peer_addr(peer)
             .map_or_else(|| "?".to_owned(), |a| a.to_string())
-    }
-
-    /// A received entry into our own table (IPVS `ip_vs_proc_conn`).
-    fn install(&mut self, c: &SyncConn) {
-        let shared = &self.shared;
-        let snap = shared.snapshot.load();
-        let n = &mut self.installed;
-        let Some((idx, svc)) = snap.service(c.vip, c.vport, c.proto) else {
-            n.unknown_service += 1;
-            return;
-        };
-        if wire_mode(svc.mode) != c.mode {
-            n.mode_mismatch += 1;
-            return;
-        }
-        let Some(server) = svc
-            .servers
-            .iter()
-            .chain(svc.sorry.iter())
-            .find(|s| s.addr == c.rip && s.port == c.rport)
-        else {
-            n.unknown_server += 1;
-            return;
-        };
-        let conns = &shared.conns;
-        let servers = &shared.servers;
-        let seen = shared.clock.now_ms().wrapping_sub(c.idle_ms);
-        let existing = conns.lookup_forward(c.client_ip, c.client_port, c.proto, c.vip, c.vport);
-        if c.kind == Kind::Expire {
-            if let Some((r, _)) = existing {
-                if conns.expire(r, |gone| release(servers, gone)) {
-                    n.expired += 1;
-                }
-            }
-            return;
-        }
-        if let Some((r, old)) = existing {
-            if old.rip == c.rip && old.rport == c.rport {
-                if let Some(prev) = conns.set_state(r, c.state, seen) {
-                    if is_active(prev) != is_active(c.state) {
-                        if let Some(st) = servers.get(usize::from(old.server)) {
-                            let (from, to) = if is_active(c.state) {
-                                (&st.inactive, &st.active)
-                            } else {
-                                (&st.active, &st.inactive)
-                            };
-                            from.fetch_sub(1, Relaxed);
-                            to.fetch_add(1, Relaxed);
-                        }
-                    }
-                } else {
-                    conns.touch(r, seen);
-                }
-                n.updated += 1;
-                return;
-            }
-            // Another real server here: the peer's entry wins.
-            conns.expire(r, |gone| release(servers, gone));
-        }
-        let info = ConnInfo {
-            client_ip: c.client_ip,
-            client_port: c.client_port,
-            vip: c.vip,
-            vport: c.vport,
-            rip: c.rip,
-            rport: c.rport,
-            proto: c.proto,
-            state: c.state,
-            service: idx as u16,
-            server: server.id,
-        };
-        if conns.insert(&info, seen).is_err() {
-            n.table_full += 1;
-            return;
-        }
-        if let Some(st) = servers.get(usize::from(server.id)) {
-            let counter = if is_active(c.state) {
-                &st.active
-            } else {
-                &st.inactive
-            };
-            counter.fetch_add(1, Relaxed);
-        }
-        n.installed += 1;
     }
 
     fn publish(&self) {
@@ -535,6 +451,91 @@ impl Runner {
     }
 }
 
+/// A received entry into our own table (IPVS `ip_vs_proc_conn`): mapped
+/// onto our service and real server by address, inserted (or its state
+/// set, or replaced when it points at another server), counted on the
+/// server; an expiry removes it.
+fn install(shared: &Shared, n: &mut Installed, c: &SyncConn) {
+    let snap = shared.snapshot.load();
+    let Some((idx, svc)) = snap.service(c.vip, c.vport, c.proto) else {
+        n.unknown_service += 1;
+        return;
+    };
+    if wire_mode(svc.mode) != c.mode {
+        n.mode_mismatch += 1;
+        return;
+    }
+    let Some(server) = svc
+        .servers
+        .iter()
+        .chain(svc.sorry.iter())
+        .find(|s| s.addr == c.rip && s.port == c.rport)
+    else {
+        n.unknown_server += 1;
+        return;
+    };
+    let conns = &shared.conns;
+    let servers = &shared.servers;
+    let seen = shared.clock.now_ms().wrapping_sub(c.idle_ms);
+    let existing = conns.lookup_forward(c.client_ip, c.client_port, c.proto, c.vip, c.vport);
+    if c.kind == Kind::Expire {
+        if let Some((r, _)) = existing {
+            if conns.expire(r, |gone| release(servers, gone)) {
+                n.expired += 1;
+            }
+        }
+        return;
+    }
+    if let Some((r, old)) = existing {
+        if old.rip == c.rip && old.rport == c.rport {
+            if let Some(prev) = conns.set_state(r, c.state, seen) {
+                if is_active(prev) != is_active(c.state) {
+                    if let Some(st) = servers.get(usize::from(old.server)) {
+                        let (from, to) = if is_active(c.state) {
+                            (&st.inactive, &st.active)
+                        } else {
+                            (&st.active, &st.inactive)
+                        };
+                        from.fetch_sub(1, Relaxed);
+                        to.fetch_add(1, Relaxed);
+                    }
+                }
+            } else {
+                conns.touch(r, seen);
+            }
+            n.updated += 1;
+            return;
+        }
+        // Another real server here: the peer's entry wins.
+        conns.expire(r, |gone| release(servers, gone));
+    }
+    let info = ConnInfo {
+        client_ip: c.client_ip,
+        client_port: c.client_port,
+        vip: c.vip,
+        vport: c.vport,
+        rip: c.rip,
+        rport: c.rport,
+        proto: c.proto,
+        state: c.state,
+        service: idx as u16,
+        server: server.id,
+    };
+    if conns.insert(&info, seen).is_err() {
+        n.table_full += 1;
+        return;
+    }
+    if let Some(st) = servers.get(usize::from(server.id)) {
+        let counter = if is_active(c.state) {
+            &st.active
+        } else {
+            &st.inactive
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+    n.installed += 1;
+}
+
 fn log_reject(r: Reject, from: SocketAddr) {
     match r {
         // Expected after a restart of either side: not worth a warning.
@@ -574,4 +575,201 @@ fn to_wire(
         kind,
         idle_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pylon_conntrack::{State, Table, Timeouts};
+    use pylon_dataplane::snapshot::{Server, Service};
+    use pylon_sched::Kind as Sched;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    const VIP: u32 = 0x0A00_0164;
+    const RS1: u32 = 0x0A00_020B;
+    const RS2: u32 = 0x0A00_020C;
+
+    /// One NAT service 10.0.1.100:80 over rs1 (id 4) and rs2 (id 9):
+    /// ids differ from the sender's on purpose.
+    fn shared(active: bool) -> Shared {
+        let servers = vec![
+            Server {
+                id: 4,
+                addr: RS1,
+                port: 8080,
+                weight: 1,
+            },
+            Server {
+                id: 9,
+                addr: RS2,
+                port: 8080,
+                weight: 1,
+            },
+        ];
+        let svc = Service {
+            name: "web".into(),
+            vip: VIP,
+            port: 80,
+            proto: 6,
+            scheduler: Sched::Wlc,
+            mode: Mode::Nat,
+            servers,
+            sorry: None,
+            active,
+        };
+        let snap = Snapshot::new(1, vec![], vec![svc], vec![]);
+        Shared::new(snap, Table::new(64, Timeouts::default()).unwrap(), 16)
+    }
+
+    fn conn(port: u16, state: State, kind: Kind) -> SyncConn {
+        SyncConn {
+            client_ip: 0x0A00_0102,
+            client_port: port,
+            vip: VIP,
+            vport: 80,
+            rip: RS1,
+            rport: 8080,
+            proto: 6,
+            state,
+            mode: pylon_sync::Mode::Nat,
+            kind,
+            idle_ms: 0,
+        }
+    }
+
+    fn counts(s: &Shared, id: usize) -> (u32, u32) {
+        let st = &s.servers[id];
+        (st.active.load(Relaxed), st.inactive.load(Relaxed))
+    }
+
+    fn lookup(s: &Shared, port: u16) -> Option<ConnInfo> {
+        s.conns
+            .lookup_forward(0x0A00_0102, port, 6, VIP, 80)
+            .map(|(_, c)| c)
+    }
+
+    #[test]
+    fn installs_on_our_own_server_ids_and_follows_state_changes() {
+        let s = shared(false);
+        let mut n = Installed::default();
+        install(&s, &mut n, &conn(1000, State::SynRecv, Kind::New));
+        let c = lookup(&s, 1000).expect("installed");
+        assert_eq!((c.server, c.service, c.state), (4, 0, State::SynRecv));
+        assert_eq!(counts(&s, 4), (1, 0));
+        install(&s, &mut n, &conn(1000, State::Established, Kind::State));
+        install(&s, &mut n, &conn(1000, State::CloseWait, Kind::State));
+        assert_eq!(lookup(&s, 1000).unwrap().state, State::CloseWait);
+        assert_eq!(counts(&s, 4), (0, 1), "closing moved it to InActConn");
+        install(&s, &mut n, &conn(1000, State::CloseWait, Kind::Expire));
+        assert!(lookup(&s, 1000).is_none());
+        assert_eq!(counts(&s, 4), (0, 0));
+        assert_eq!((n.installed, n.updated, n.expired), (1, 2, 1));
+        assert!(s.conns.is_empty());
+    }
+
+    #[test]
+    fn another_server_replaces_the_entry() {
+        let s = shared(false);
+        let mut n = Installed::default();
+        install(&s, &mut n, &conn(7, State::Established, Kind::Snapshot));
+        let moved = SyncConn {
+            rip: RS2,
+            ..conn(7, State::Established, Kind::New)
+        };
+        install(&s, &mut n, &moved);
+        assert_eq!(lookup(&s, 7).unwrap().server, 9);
+        assert_eq!(counts(&s, 4), (0, 0));
+        assert_eq!(counts(&s, 9), (1, 0));
+        assert_eq!(s.conns.len(), 1);
+    }
+
+    #[test]
+    fn unknown_services_servers_and_modes_are_skipped() {
+        let s = shared(false);
+        let mut n = Installed::default();
+        install(
+            &s,
+            &mut n,
+            &SyncConn {
+                vport: 81,
+                ..conn(1, State::Established, Kind::New)
+            },
+        );
+        install(
+            &s,
+            &mut n,
+            &SyncConn {
+                rip: 0x0A00_0299,
+                ..conn(2, State::Established, Kind::New)
+            },
+        );
+        install(
+            &s,
+            &mut n,
+            &SyncConn {
+                mode: pylon_sync::Mode::Dsr,
+                ..conn(3, State::Established, Kind::New)
+            },
+        );
+        assert_eq!(
+            (n.unknown_service, n.unknown_server, n.mode_mismatch),
+            (1, 1, 1)
+        );
+        assert!(s.conns.is_empty());
+    }
+
+    #[test]
+    fn idle_time_carries_over() {
+        let s = shared(false);
+        let mut n = Installed::default();
+        std::thread::sleep(Duration::from_millis(20));
+        let old = SyncConn {
+            idle_ms: 15,
+            ..conn(5, State::Established, Kind::Snapshot)
+        };
+        install(&s, &mut n, &old);
+        let mut idle = None;
+        s.conns.for_each(s.clock.now_ms(), |_, i| idle = Some(i));
+        assert!(idle.is_some_and(|i| (15..1000).contains(&i)), "{idle:?}");
+    }
+
+    #[test]
+    fn only_served_services_are_sent_as_updates() {
+        let info = ConnInfo {
+            client_ip: 1,
+            client_port: 2,
+            vip: VIP,
+            vport: 80,
+            rip: RS1,
+            rport: 8080,
+            proto: 6,
+            state: State::Established,
+            service: 0,
+            server: 4,
+        };
+        let backup = shared(false);
+        let master = shared(true);
+        assert!(to_wire(&backup.snapshot.load(), &info, Kind::New, 0, true).is_none());
+        let row = to_wire(&backup.snapshot.load(), &info, Kind::Snapshot, 9, false).unwrap();
+        assert_eq!((row.idle_ms, row.mode), (9, pylon_sync::Mode::Nat));
+        let up = to_wire(&master.snapshot.load(), &info, Kind::New, 0, true).unwrap();
+        assert_eq!((up.rip, up.rport, up.kind), (RS1, 8080, Kind::New));
+    }
+
+    #[test]
+    fn digests_follow_configured_weights_not_health() {
+        let cfg = pylon_config::Config::parse(
+            "[[ports]]\nname = \"p\"\ndevice = \"net_tap0\"\naddress = \"10.0.2.1/24\"\n\
+             [[services]]\nname = \"web\"\nvip = \"10.0.1.100\"\nport = 80\nprotocol = \"tcp\"\n\
+             [[services.servers]]\naddress = \"10.0.2.11\"\nweight = 2\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let mut pool = Pool::from_config(&cfg, |_, _, _| true).unwrap();
+        let d = pool_digest(&pool);
+        pool.set_up("web", std::net::Ipv4Addr::new(10, 0, 2, 11), 80, false);
+        assert_eq!(pool_digest(&pool), d, "health is no configuration");
+        pool.services[0].servers[0].weight = 3;
+        assert_ne!(pool_digest(&pool), d);
+    }
 }
