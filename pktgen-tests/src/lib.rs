@@ -24,6 +24,7 @@ pub mod process;
 pub mod pylon;
 pub mod reply_path;
 pub mod topology;
+pub mod vrrp_pair;
 
 pub use client::ClientResult;
 pub use load::{LoadClient, LoadOptions, Outcome, Request, Requests};
@@ -38,6 +39,7 @@ pub use pylon::{
 };
 pub use reply_path::ReplyPath;
 pub use topology::{cleanup_stale, vip_url, RealServer, Topology};
+pub use vrrp_pair::{Appliance, VrrpOptions, VrrpPair};
 
 /// The weights `(server name, weight)` a [`PylonOptions`] gives rs1..rs3.
 pub fn server_weights(options: &PylonOptions) -> Vec<(&'static str, u32)> {
