@@ -337,7 +337,19 @@ impl Endpoint {
     /// kind [`wire::Kind::Snapshot`]) to `peer`, replacing one in
     /// progress. Sent in the background: chunks go out only with tokens
     /// left after updates.
+    ///
+    /// Updates still waiting are sent first (they are older than `rows`,
+    /// which the caller has just read from its table, so they must not
+    /// arrive after the transfer's start and mask its rows).
     pub fn send_table(&mut self, peer: usize, rows: Vec<SyncConn>) {
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(MAX_UPDATES);
+            let batch: Vec<SyncConn> = self.pending.drain(..n).collect();
+            for p in 0..self.peers.len() {
+                self.outbox.push_back((p, Message::Updates(batch.clone())));
+            }
+        }
+        self.pending_since = None;
         let transfer = self.next_transfer;
         self.next_transfer = self.next_transfer.wrapping_add(1).max(1);
         let Some(p) = self.peers.get_mut(peer) else {

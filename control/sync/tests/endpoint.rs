@@ -463,3 +463,27 @@ fn refreshes_travel_as_background_transfers() {
     assert_eq!(refreshed, 120);
     assert_eq!(rejected(&b.ep, Reject::Replay), 0);
 }
+
+#[test]
+fn updates_older_than_a_table_go_out_before_it() {
+    let (mut a, mut b) = pair();
+    run(&mut a, &mut b, 0, 2000, |_| true);
+    // An update still batching when the table is read: the table already
+    // has the newer state, so the update must not mask the row.
+    a.ep.push_update(2000, conn(9, Kind::New));
+    a.ep.send_table(
+        0,
+        vec![SyncConn {
+            state: State::FinWait,
+            ..conn(9, Kind::Snapshot)
+        }],
+    );
+    run(&mut a, &mut b, 2000, 50, |_| true);
+    let nine: Vec<Kind> = b
+        .conns
+        .iter()
+        .filter(|c| c.client_port == 9)
+        .map(|c| c.kind)
+        .collect();
+    assert_eq!(nine, vec![Kind::New, Kind::Snapshot]);
+}
