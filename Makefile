@@ -11,7 +11,7 @@ DEMO_SECONDS ?=
 # Forwarding mode the demo shows: nat, dsr or tunnel.
 MODE ?= nat
 
-.PHONY: all deps build test unit e2e demo fuzz clippy fmt clean
+.PHONY: all deps build test unit e2e demo bench fuzz clippy fmt clean
 
 all: build
 
@@ -39,6 +39,20 @@ e2e: build
 
 demo: build
 	DEMO_SECONDS=$(DEMO_SECONDS) MODE=$(MODE) ./target/release/pylon-demo
+
+# Benchmarks (README.md, "Benchmarks"): packet rates of Pylon's worker on
+# DPDK ring ports against bare forwarding, then real TCP traffic through
+# Pylon and through HAProxy (wrk against nginx real servers). Writes
+# target/bench/results.json and target/bench/mpps.svg and prints a table;
+# about 5 minutes. At nice -20 so that other work on the machine disturbs
+# the measurements as little as it can; BENCH_ARGS passes options
+# (`--quick`, `--rounds N`, `--skip-real`, ...; see pylon-bench --help).
+BENCH_DEBS := haproxy wrk nginx
+BENCH_ARGS ?=
+bench: DEBS += $(BENCH_DEBS)
+bench: deps
+	$(CARGO) build --release -p pylon-control -p pktgen-tests
+	nice -n -20 ./target/release/pylon-bench --out target/bench $(BENCH_ARGS)
 
 # Fuzz the frame parser and the NAT rewrite (cargo-fuzz on stable via
 # RUSTC_BOOTSTRAP); FUZZ_SECONDS bounds the run.

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! pylon-bench [--quick] [--rounds N] [--seconds S] [--wrk-seconds S]
-//!             [--servers nginx|python] [--skip-real] [--out DIR]
+//!             [--servers nginx|python] [--skip-real] [--only NAME[:FLOWS]]
+//!             [--out DIR]
 //! ```
 //!
 //! 1. Packet rates: runs itself as `pylon-bench pktgen` (a child process,
@@ -13,6 +14,10 @@
 //!    `bench::real`).
 //! 3. Writes `DIR/results.json` and `DIR/mpps.svg` (DIR defaults to
 //!    `target/bench`) and prints the table.
+//!
+//! `pylon-bench fastpath [--flows N] [--packets N]` runs Pylon's per-packet
+//! code alone on plain buffers (no DPDK, no root), for profilers such as
+//! `valgrind --tool=callgrind` (see `pktgen::fastpath`).
 //!
 //! Needs root. Takes the end-to-end lock, so no namespace test runs
 //! meanwhile. Ctrl-C or SIGTERM stops it cleanly: namespaces, processes and
@@ -27,7 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use pktgen_tests::bench::real::{self, Servers};
 use pktgen_tests::bench::report::{best_rounds, svg, Machine, Results};
-use pktgen_tests::pktgen::{scenario, Outcome, Rig, Settings};
+use pktgen_tests::pktgen::{fastpath, scenario, Outcome, Rig, Settings};
 use pktgen_tests::process::{self, pid_alive, require_root, warn};
 use pktgen_tests::pylon::dpdk_runtime_dir;
 
@@ -39,6 +44,9 @@ const PREFIX: &str = "pylon-bench-";
 #[derive(Debug)]
 struct Args {
     pktgen_child: bool,
+    fastpath: bool,
+    flows: u32,
+    packets: u64,
     json: Option<PathBuf>,
     quick: bool,
     rounds: u32,
@@ -46,12 +54,17 @@ struct Args {
     wrk_seconds: u32,
     servers: Servers,
     skip_real: bool,
+    /// Only the scenarios with this name (and flows before the measurement).
+    only: Option<(String, Option<u32>)>,
     out: PathBuf,
 }
 
 fn parse_args() -> Result<Args> {
     let mut args = Args {
         pktgen_child: false,
+        fastpath: false,
+        flows: 1_000_000,
+        packets: 4_000_000,
         json: None,
         quick: false,
         rounds: 2,
@@ -59,6 +72,7 @@ fn parse_args() -> Result<Args> {
         wrk_seconds: 10,
         servers: Servers::Nginx,
         skip_real: false,
+        only: None,
         out: PathBuf::from("target/bench"),
     };
     let mut it = std::env::args().skip(1);
@@ -66,6 +80,9 @@ fn parse_args() -> Result<Args> {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "pktgen" => args.pktgen_child = true,
+            "fastpath" => args.fastpath = true,
+            "--flows" => args.flows = value()?.parse().context("--flows")?,
+            "--packets" => args.packets = value()?.parse().context("--packets")?,
             "--json" => args.json = Some(PathBuf::from(value()?)),
             "--quick" => args.quick = true,
             "--rounds" => args.rounds = value()?.parse().context("--rounds")?,
@@ -79,11 +96,20 @@ fn parse_args() -> Result<Args> {
                 }
             }
             "--skip-real" => args.skip_real = true,
+            "--only" => {
+                let v = value()?;
+                args.only = Some(match v.split_once(':') {
+                    Some((name, flows)) => {
+                        (name.to_owned(), Some(flows.parse().context("--only")?))
+                    }
+                    None => (v, None),
+                });
+            }
             "--out" => args.out = PathBuf::from(value()?),
             "-h" | "--help" => {
                 println!(
                     "usage: pylon-bench [--quick] [--rounds N] [--seconds S] [--wrk-seconds S] \
-                     [--servers nginx|python] [--skip-real] [--out DIR]"
+                     [--servers nginx|python] [--skip-real] [--only NAME[:FLOWS]] [--out DIR]"
                 );
                 std::process::exit(0);
             }
@@ -115,6 +141,19 @@ fn main() -> ExitCode {
 /// Ok(false): the run finished but something did not verify.
 fn run() -> Result<bool> {
     let args = parse_args()?;
+    if args.fastpath {
+        let run = fastpath::run(args.flows, args.packets)?;
+        println!(
+            "{} flows: {} packets in {:.3} s, {:.1} ns per packet ({:.2} Mpps on one core, \
+             frame building included)",
+            run.flows,
+            run.packets,
+            run.seconds,
+            run.seconds * 1e9 / run.packets as f64,
+            run.packets as f64 / run.seconds / 1e6
+        );
+        return Ok(true);
+    }
     require_root()?;
     let _lock = if std::env::var_os(LOCKED_ENV).is_some() {
         None
@@ -201,6 +240,10 @@ fn run_pktgen_child(args: &Args, stop: &AtomicBool) -> Result<Vec<Vec<Outcome>>>
     if args.quick {
         cmd.arg("--quick");
     }
+    if let Some((name, flows)) = &args.only {
+        let only = flows.map_or(name.clone(), |f| format!("{name}:{f}"));
+        cmd.args(["--only", &only]);
+    }
     let mut child = cmd.spawn().context("starting pylon-bench pktgen")?;
     let prefix = format!("{PREFIX}{}", child.id());
     let status = loop {
@@ -241,17 +284,22 @@ fn pktgen_child(args: &Args) -> Result<()> {
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
         let mut outcomes = Vec::new();
-        for sc in scenario::standard(args.quick) {
+        let wanted = |sc: &scenario::Scenario| {
+            args.only.as_ref().map_or(true, |(name, flows)| {
+                sc.name == name && flows.map_or(true, |f| f == sc.flows)
+            })
+        };
+        for sc in scenario::standard(args.quick).into_iter().filter(wanted) {
             let started = Instant::now();
             let o = scenario::run(&rig, &sc, &settings)
                 .with_context(|| format!("{} with {} flows", sc.name, sc.flows))?;
             eprintln!(
-                "round {round}: {:<16} {:>9} flows {:7.3} Mpps (median {:.3}, idle {:4.1}%) {} in {:.1?}",
+                "round {round}: {:<16} {:>9} flows {:7.3} Mpps (median {:.3}, {:.0} per poll) {} in {:.1?}",
                 o.name,
                 o.flows,
                 o.mpps,
                 o.mpps_median,
-                o.worker_idle_share * 100.0,
+                o.packets_per_busy_poll,
                 if o.verified { "verified" } else { "NOT VERIFIED" },
                 started.elapsed()
             );

@@ -97,11 +97,8 @@ pub struct PhaseReport {
     /// Receive rate in each [`WINDOW`] of a timed phase, in packets per
     /// second.
     pub windows: Vec<f64>,
-    /// The worker's polls in this phase that found packets, and those that
-    /// found none: a worker that is the bottleneck never finds its queues
-    /// empty.
+    /// The worker's polls in this phase that found packets.
     pub worker_busy_polls: u64,
-    pub worker_idle_polls: u64,
 }
 
 /// What the generator did and found.
@@ -345,19 +342,12 @@ impl Generator {
         DropReason::ALL.iter().map(|&r| w.drops(r)).sum::<u64>() + w.to_control.load(Relaxed)
     }
 
-    fn worker_polls(&self) -> (u64, u64) {
-        (
-            WorkerCounters::get(&self.worker.busy_polls),
-            WorkerCounters::get(&self.worker.idle_polls),
-        )
-    }
-
     /// Sends `source`'s packets and receives until all are accounted for,
     /// taking the rate per [`WINDOW`] if `windowed`. Returns false when
     /// the phase stalled.
     fn drive(&mut self, name: String, mut source: Source, sample: u32, windowed: bool) -> bool {
         let (sent0, received0, flows0) = (self.report.sent, self.report.received, self.flows);
-        let (busy0, idle0) = self.worker_polls();
+        let busy0 = WorkerCounters::get(&self.worker.busy_polls);
         let hz = tsc_hz() as f64;
         let start = tsc();
         self.last_rx = start;
@@ -396,7 +386,7 @@ impl Generator {
                 break false;
             }
         };
-        let (busy, idle) = self.worker_polls();
+        let busy = WorkerCounters::get(&self.worker.busy_polls);
         self.report.phases.push(PhaseReport {
             name,
             sent: self.report.sent - sent0,
@@ -405,7 +395,6 @@ impl Generator {
             new_flows: self.flows - flows0,
             windows,
             worker_busy_polls: busy - busy0,
-            worker_idle_polls: idle - idle0,
         });
         ok
     }

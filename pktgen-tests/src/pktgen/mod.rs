@@ -13,8 +13,10 @@
 //! packet of the setup and verification passes and on a sample in the
 //! measured phase) and keeps the books: every packet sent is received or
 //! counted by the worker as dropped. [`scenario`] lists what `make bench`
-//! measures.
+//! measures; [`fastpath`] runs the worker's per-packet code alone, for
+//! profilers.
 
+pub mod fastpath;
 pub mod flows;
 pub mod frames;
 pub mod generator;
