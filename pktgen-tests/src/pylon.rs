@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
@@ -105,6 +105,49 @@ pub struct Network {
     pub server_port: u16,
 }
 
+/// The `[services.health]` table of a generated configuration: every real
+/// server gets this check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthOptions {
+    /// `icmp`, `tcp`, `http` or `exec`.
+    pub kind: String,
+    /// Seconds between the starts of two checks of a server.
+    pub interval: f64,
+    /// Seconds a check may take.
+    pub timeout: f64,
+    /// Successes in a row that bring a down server up.
+    pub rise: u32,
+    /// Failures in a row that bring an up server down.
+    pub fall: u32,
+}
+
+impl HealthOptions {
+    /// A check of `kind` with these timings.
+    pub fn new(kind: &str, interval: f64, timeout: f64, rise: u32, fall: u32) -> HealthOptions {
+        HealthOptions {
+            kind: kind.to_owned(),
+            interval,
+            timeout,
+            rise,
+            fall,
+        }
+    }
+
+    /// The latest a failure is noticed: the first failing check starts at
+    /// most one interval after the failure, the `fall`-th one `fall - 1`
+    /// intervals later, and it ends at most `timeout` after its start.
+    pub fn detection_bound(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.fall) * self.interval + self.timeout)
+    }
+
+    /// The latest a recovery is noticed, as the issue states it: `rise`
+    /// intervals (the `rise`-th successful check starts by then; a
+    /// successful check itself takes a round trip).
+    pub fn recovery_bound(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.rise) * self.interval)
+    }
+}
+
 /// What to put in a generated pylon configuration.
 #[derive(Debug, Clone)]
 pub struct PylonOptions {
@@ -119,6 +162,14 @@ pub struct PylonOptions {
     pub conn_capacity: u32,
     /// pylon's log level.
     pub log: String,
+    /// The service's `[services.health]` table, if its servers are checked.
+    pub health: Option<HealthOptions>,
+    /// `control.health_source`.
+    pub health_source: Option<String>,
+    /// `control.health_interface`.
+    pub health_interface: Option<String>,
+    /// The service's `[services.sorry]` server, address and port.
+    pub sorry: Option<(String, u16)>,
 }
 
 impl Default for PylonOptions {
@@ -129,6 +180,10 @@ impl Default for PylonOptions {
             weights: [1, 2, 3],
             conn_capacity: 65536,
             log: "info".to_owned(),
+            health: None,
+            health_source: None,
+            health_interface: None,
+            sorry: None,
         }
     }
 }
@@ -184,6 +239,12 @@ impl PylonOptions {
             toml_str(&stats_file.to_string_lossy()),
             toml_str(&self.log),
         );
+        if let Some(source) = &self.health_source {
+            let _ = writeln!(text, "health_source = {}", toml_str(source));
+        }
+        if let Some(interface) = &self.health_interface {
+            let _ = writeln!(text, "health_interface = {}", toml_str(interface));
+        }
         for (index, port) in network.ports.iter().enumerate() {
             let _ = write!(
                 text,
@@ -203,6 +264,29 @@ impl PylonOptions {
             toml_str(&self.scheduler),
             network.forwarding,
         );
+        if let Some(health) = &self.health {
+            let _ = write!(
+                text,
+                "\n[services.health]\n\
+                 kind = {}\n\
+                 interval = {}\n\
+                 timeout = {}\n\
+                 rise = {}\n\
+                 fall = {}\n",
+                toml_str(&health.kind),
+                toml::Value::Float(health.interval),
+                toml::Value::Float(health.timeout),
+                health.rise,
+                health.fall,
+            );
+        }
+        if let Some((address, port)) = &self.sorry {
+            let _ = write!(
+                text,
+                "\n[services.sorry]\naddress = {}\nport = {port}\n",
+                toml_str(address)
+            );
+        }
         for (addr, weight) in network.servers.iter().zip(self.weights) {
             let _ = write!(
                 text,
@@ -616,6 +700,38 @@ pub fn port_counter(stats: &Value, port: &str, key: &str) -> Result<u64> {
         .with_context(|| format!("port {port:?} has no counter {key:?}: {entry}"))
 }
 
+/// The `health` entry (a `ServerHealth`) of the real server at `address`.
+pub fn server_health<'a>(stats: &'a Value, address: &str) -> Option<&'a Value> {
+    stats["health"]
+        .as_array()?
+        .iter()
+        .find(|entry| entry["key"]["address"] == address)
+}
+
+/// The health state (`"up"`, `"down"`) of the real server at `address`.
+pub fn health_state<'a>(stats: &'a Value, address: &str) -> Option<&'a str> {
+    server_health(stats, address)?["state"].as_str()
+}
+
+/// The wall-clock time of a serialized `SystemTime`
+/// (`{"secs_since_epoch": s, "nanos_since_epoch": n}`), such as a health
+/// entry's `last_change`.
+pub fn wall_time(value: &Value) -> Option<SystemTime> {
+    let secs = value["secs_since_epoch"].as_u64()?;
+    let nanos = u32::try_from(value["nanos_since_epoch"].as_u64()?).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+}
+
+/// The effective weight (0 while down) the `servers` entry of the real
+/// server at `address` shows.
+pub fn server_weight(stats: &Value, address: &str) -> Option<u64> {
+    stats["servers"]
+        .as_array()?
+        .iter()
+        .find(|server| server["address"] == address)?["weight"]
+        .as_u64()
+}
+
 /// The `servers` entries as `address -> (active, inactive)`.
 pub fn server_conns(stats: &Value) -> BTreeMap<String, (u64, u64)> {
     stats["servers"]
@@ -723,6 +839,73 @@ mod tests {
         assert_eq!(port_counter(&stats, "lan", "ipackets").unwrap(), 12);
         assert!(port_counter(&stats, "lan", "opackets").is_err());
         assert!(port_counter(&stats, "client", "ipackets").is_err());
+    }
+
+    #[test]
+    fn health_sorry_and_management_keys_are_generated_when_asked() {
+        let plain = PylonOptions::default().to_toml("p", Path::new("/tmp/s.json"), &NAT_NETWORK);
+        let plain: toml::Value = plain.parse().expect("valid TOML");
+        assert!(plain["control"].get("health_source").is_none());
+        assert!(plain["services"][0].get("health").is_none());
+        assert!(plain["services"][0].get("sorry").is_none());
+
+        let options = PylonOptions {
+            health: Some(HealthOptions::new("http", 0.5, 0.4, 2, 3)),
+            health_source: Some("10.0.2.250".to_owned()),
+            health_interface: Some("mgmt".to_owned()),
+            sorry: Some(("10.0.2.20".to_owned(), 8080)),
+            ..PylonOptions::default()
+        };
+        let text = options.to_toml("p", Path::new("/tmp/s.json"), &NAT_NETWORK);
+        let config: toml::Value = text.parse().expect("valid TOML");
+        assert_eq!(
+            config["control"]["health_source"].as_str(),
+            Some("10.0.2.250")
+        );
+        assert_eq!(config["control"]["health_interface"].as_str(), Some("mgmt"));
+        let service = &config["services"][0];
+        let health = &service["health"];
+        assert_eq!(health["kind"].as_str(), Some("http"));
+        assert_eq!(health["interval"].as_float(), Some(0.5));
+        assert_eq!(health["timeout"].as_float(), Some(0.4));
+        assert_eq!(health["rise"].as_integer(), Some(2));
+        assert_eq!(health["fall"].as_integer(), Some(3));
+        assert_eq!(service["sorry"]["address"].as_str(), Some("10.0.2.20"));
+        assert_eq!(service["sorry"]["port"].as_integer(), Some(8080));
+        assert_eq!(service["servers"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn health_bounds() {
+        let health = HealthOptions::new("tcp", 0.5, 0.4, 2, 3);
+        assert_eq!(health.detection_bound(), Duration::from_millis(1900));
+        assert_eq!(health.recovery_bound(), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn health_entries_and_weights_are_found_by_address() {
+        let stats = json!({
+            "servers": [
+                {"service": "web", "address": "10.0.2.11", "port": 8080, "weight": 0},
+                {"service": "web", "address": "10.0.2.12", "port": 8080, "weight": 2}
+            ],
+            "health": [
+                {"key": {"service": "web", "address": "10.0.2.11", "port": 8080},
+                 "state": "down",
+                 "last_change": {"secs_since_epoch": 1_700_000_000u64, "nanos_since_epoch": 5}}
+            ]
+        });
+        assert_eq!(health_state(&stats, "10.0.2.11"), Some("down"));
+        assert_eq!(health_state(&stats, "10.0.2.12"), None);
+        assert_eq!(server_weight(&stats, "10.0.2.11"), Some(0));
+        assert_eq!(server_weight(&stats, "10.0.2.12"), Some(2));
+        assert_eq!(server_weight(&stats, "10.0.2.13"), None);
+        let change = server_health(&stats, "10.0.2.11").unwrap();
+        assert_eq!(
+            wall_time(&change["last_change"]),
+            Some(UNIX_EPOCH + Duration::new(1_700_000_000, 5))
+        );
+        assert_eq!(wall_time(&json!("soon")), None);
     }
 
     #[test]

@@ -12,6 +12,17 @@
 //!                                                                          +-------------+
 //! ```
 //!
+//! [`Topology::with_management`] adds to it what health checks need: a
+//! management veth from the lb namespace to the same bridge, `mgmt`
+//! 10.0.2.250/24, through which the lb namespace's kernel (where pylon's
+//! health checks run) reaches the real servers on-link, and a sorry server
+//! 10.0.2.20 in a namespace of its own:
+//!
+//! ```text
+//!   lb ns: mgmt 10.0.2.250/24 --veth-- swmgmt (br0)      sorry ns: eth0 10.0.2.20
+//!   arp_ignore=1, arp_announce=2                          gw 10.0.2.1, HTTP "sorry"
+//! ```
+//!
 //! [`Topology::lan`], one L2 segment for DSR and tunnel forwarding: the
 //! client, pylon's single port and the real servers share a bridge, and the
 //! servers answer the client directly, never through pylon:
@@ -33,8 +44,9 @@
 //! runs never collide and leftovers of a crashed run can be found
 //! ([`cleanup_stale`]). Interfaces are created directly inside their
 //! namespaces, so their short fixed names never clash either. The kernel in
-//! the lb namespace stays silent (no addresses, IPv6 off): every frame there
-//! is for pylon. IPv6 is off everywhere, and the client and server ends have
+//! the lb namespace stays silent on pylon's interfaces (no addresses there,
+//! IPv6 off): every frame on them is for pylon. Its only address is the
+//! management one, answered in ARP only on `mgmt`. IPv6 is off everywhere, and the client and server ends have
 //! TX checksum offload off, because a veth with it on hands af_packet readers
 //! TCP segments whose checksum holds only the pseudo-header sum.
 
@@ -81,6 +93,19 @@ pub const LAN_SERVER_ADDRS: [&str; 3] = ["10.0.1.11", "10.0.1.12", "10.0.1.13"];
 pub const TUN_IF: &str = "tun0";
 /// The name of pylon's port in a [`Topology::lan`] configuration.
 pub const LAN_PORT: &str = "lan";
+/// The management interface of a [`Topology::with_management`], in the lb
+/// namespace: the kernel's own, next to pylon's af_packet ports.
+pub const MGMT_IF: &str = "mgmt";
+/// The management address on [`MGMT_IF`]: on the real servers' subnet (so
+/// they answer health checks on-link, not through pylon) and used by no
+/// one else.
+pub const MGMT_ADDR: &str = "10.0.2.250";
+/// The sorry server's address in a [`Topology::with_management`]: on the
+/// real servers' subnet, not a real server. It listens on [`HTTP_PORT`]
+/// and answers with its name, [`SORRY_NAME`].
+pub const SORRY_ADDR: &str = "10.0.2.20";
+/// The sorry server's name, namespace suffix and HTTP body.
+pub const SORRY_NAME: &str = "sorry";
 
 /// The routed network of [`Topology::new`]: a client-side and a server-side
 /// port, NAT to real servers on 10.0.2.0/24 listening on 8080.
@@ -160,7 +185,12 @@ pub struct Topology {
     lb_ns: String,
     switch_ns: String,
     servers: Vec<RealServer>,
-    http_servers: Vec<Child>,
+    /// The sorry server of a [`Topology::with_management`].
+    sorry: Option<RealServer>,
+    /// Whether the lb namespace has the management interface.
+    management: bool,
+    /// The running HTTP servers, by server name.
+    http_servers: Vec<(String, Child)>,
     decapsulators: Vec<Child>,
     created: Vec<String>,
     // Last: removed after the namespaces and processes that use it.
@@ -173,7 +203,20 @@ impl Topology {
     /// crashed runs with the same prefix. `prefix` must be short,
     /// alphanumeric, and not contain `-`.
     pub fn new(prefix: &str) -> Result<Topology> {
-        Topology::create(prefix, NAT_NETWORK)
+        Topology::create(prefix, NAT_NETWORK, false)
+    }
+
+    /// [`Topology::new`] plus what health checks need: the management
+    /// interface [`MGMT_IF`] ([`MGMT_ADDR`]/24) of the lb namespace on the
+    /// servers' bridge, and a sorry server ([`SORRY_ADDR`], namespace
+    /// `<id>-sorry`), whose HTTP server [`Topology::start_http_servers`]
+    /// starts with the others. The lb namespace answers ARP for the
+    /// management address only on [`MGMT_IF`] (`arp_ignore=1`) and uses it
+    /// only there (`arp_announce=2`), so the real servers send their answers
+    /// to the checks to that interface, never to pylon's port on the same
+    /// bridge.
+    pub fn with_management(prefix: &str) -> Result<Topology> {
+        Topology::create(prefix, NAT_NETWORK, true)
     }
 
     /// Builds the one-segment topology for `forwarding` (DSR or tunnel; NAT
@@ -189,10 +232,10 @@ impl Topology {
             "NAT needs the routed topology (Topology::new): on one segment the \
              real servers would answer the client directly"
         );
-        Topology::create(prefix, lan_network(forwarding))
+        Topology::create(prefix, lan_network(forwarding), false)
     }
 
-    fn create(prefix: &str, network: Network) -> Result<Topology> {
+    fn create(prefix: &str, network: Network, management: bool) -> Result<Topology> {
         process::require_root()?;
         ensure!(
             !prefix.is_empty()
@@ -213,6 +256,11 @@ impl Topology {
                 addr,
             })
             .collect();
+        let sorry = management.then(|| RealServer {
+            name: SORRY_NAME.to_owned(),
+            ns: format!("{id}-{SORRY_NAME}"),
+            addr: SORRY_ADDR,
+        });
         let mut topo = Topology {
             client_ns: format!("{id}-client"),
             lb_ns: format!("{id}-lb"),
@@ -220,6 +268,8 @@ impl Topology {
             id,
             network,
             servers,
+            sorry,
+            management,
             scratch,
             http_servers: Vec::new(),
             decapsulators: Vec::new(),
@@ -240,7 +290,7 @@ impl Topology {
             self.lb_ns.clone(),
             self.switch_ns.clone(),
         ];
-        all.extend(self.servers.iter().map(|s| s.ns.clone()));
+        all.extend(self.http_hosts().map(|s| s.ns.clone()));
         for ns in &all {
             ip(&["netns", "add", ns])?;
             self.created.push(ns.clone());
@@ -273,7 +323,7 @@ impl Topology {
             "-n {client} link add name {CLIENT_IF} type veth peer name {LB_CLIENT_IF} netns {lb}"
         ))?;
         self.bridge_port(lb, LB_SERVER_IF, "swlb")?;
-        for server in &self.servers {
+        for server in self.http_hosts() {
             self.bridge_port(&server.ns, SERVER_IF, &format!("sw{}", server.name))?;
         }
 
@@ -289,11 +339,33 @@ impl Topology {
             &format!("{CLIENT_ADDR}/24"),
             Some(lb_client_gw),
         )?;
-        for server in &self.servers {
+        for server in self.http_hosts() {
             let addr = format!("{}/24", server.addr);
             self.host_interface(&server.ns, SERVER_IF, &addr, Some(lb_server_gw))?;
         }
+        if self.management {
+            self.build_management()?;
+        }
         Ok(())
+    }
+
+    /// The management interface of [`Topology::with_management`] (the sorry
+    /// server's namespace is built with the real servers').
+    fn build_management(&self) -> Result<()> {
+        let lb = self.lb_ns.clone();
+        // Before the address exists: ARP for it only on its interface, and
+        // it as the source of ARP requests only there. Without this the
+        // kernel would also answer on pylon's lbsrv (same bridge), and the
+        // servers could send their answers to pylon's MAC.
+        sysctls(
+            &lb,
+            &[
+                ("net.ipv4.conf.all.arp_ignore", "1"),
+                ("net.ipv4.conf.all.arp_announce", "2"),
+            ],
+        )?;
+        self.bridge_port(&lb, MGMT_IF, "swmgmt")?;
+        self.host_interface(&lb, MGMT_IF, &format!("{MGMT_ADDR}/24"), None)
     }
 
     fn build_lan(&mut self) -> Result<()> {
@@ -447,6 +519,29 @@ impl Topology {
         &self.servers
     }
 
+    /// The sorry server of a [`Topology::with_management`].
+    pub fn sorry_server(&self) -> Option<&RealServer> {
+        self.sorry.as_ref()
+    }
+
+    /// Whether the lb namespace has the management interface [`MGMT_IF`].
+    pub fn has_management(&self) -> bool {
+        self.management
+    }
+
+    /// The link-layer address the neighbor table of namespace `ns` holds
+    /// for `addr` (`ip neigh`), if it has a usable one.
+    pub fn neighbor_mac(&self, ns: &str, addr: &str) -> Result<Option<String>> {
+        let out = self.exec(ns, "ip", &["-4", "neigh", "show", addr])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.lines().find_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|&w| w == "lladdr")?;
+            let mac = words.next()?;
+            (!line.contains("FAILED") && !line.contains("INCOMPLETE")).then(|| mac.to_owned())
+        }))
+    }
+
     /// This topology's scratch directory (`$TMPDIR/<id>`): configs, logs,
     /// the stats file and the scripts. Removed on drop.
     pub fn dir(&self) -> &Path {
@@ -524,29 +619,104 @@ impl Topology {
         Ok(path)
     }
 
-    /// Starts the HTTP server of every real server (body = its name; port
-    /// 8080 in the routed topology, the VIP's port 80 on a LAN, bound to
-    /// 0.0.0.0 so that it takes connections to the VIP) and waits until each
-    /// is listening.
+    /// Starts the HTTP server of every real server, and of the sorry server
+    /// when there is one (body = its name; port 8080 in the routed topology,
+    /// the VIP's port 80 on a LAN, bound to 0.0.0.0 so that it takes
+    /// connections to the VIP) and waits until each is listening.
     pub fn start_http_servers(&mut self) -> Result<()> {
         ensure!(self.http_servers.is_empty(), "the HTTP servers already run");
-        let script = self.script("httpd.py", HTTPD_PY)?;
-        let port = self.network.server_port.to_string();
-        for server in self.servers.clone() {
-            let ready = self.scratch.path().join(format!("{}.ready", server.name));
-            let log = self.scratch.path().join(format!("{}.log", server.name));
-            let mut cmd = ns_command(&server.ns, python());
-            cmd.arg(&script)
-                .args(["--name", &server.name, "--port", &port])
-                .arg("--status-file")
-                .arg(self.status_file(&server.name))
-                .arg("--ready-file")
-                .arg(&ready);
-            let what = format!("the HTTP server of {}", server.name);
-            let child = spawn_ready(&mut cmd, &ready, &log, &what)?;
-            self.http_servers.push(child);
+        for server in self.http_hosts().cloned().collect::<Vec<_>>() {
+            self.spawn_http_server(&server)?;
         }
         Ok(())
+    }
+
+    /// Starts the HTTP server of real server `index` (0 = rs1) again after
+    /// [`Topology::stop_http_server`], and waits until it listens.
+    pub fn start_http_server(&mut self, index: usize) -> Result<()> {
+        let server = self.server(index)?.clone();
+        ensure!(
+            !self
+                .http_servers
+                .iter()
+                .any(|(name, _)| *name == server.name),
+            "the HTTP server of {} already runs",
+            server.name
+        );
+        self.spawn_http_server(&server)
+    }
+
+    /// Stops the HTTP server of real server `index` (0 = rs1): its port is
+    /// closed, so connections to it are refused.
+    pub fn stop_http_server(&mut self, index: usize) -> Result<()> {
+        let name = self.server(index)?.name.clone();
+        let at = self
+            .http_servers
+            .iter()
+            .position(|(n, _)| *n == name)
+            .with_context(|| format!("the HTTP server of {name} does not run"))?;
+        let (_, mut child) = self.http_servers.remove(at);
+        process::terminate(&mut child, Duration::from_secs(2))
+            .with_context(|| format!("stopping the HTTP server of {name}"))?;
+        Ok(())
+    }
+
+    fn spawn_http_server(&mut self, server: &RealServer) -> Result<()> {
+        let script = self.script("httpd.py", HTTPD_PY)?;
+        let port = self.network.server_port.to_string();
+        let ready = self.scratch.path().join(format!("{}.ready", server.name));
+        // A restart must not take the last run's file for readiness.
+        if ready.exists() {
+            fs::remove_file(&ready).with_context(|| format!("removing {}", ready.display()))?;
+        }
+        let log = self.scratch.path().join(format!("{}.log", server.name));
+        let mut cmd = ns_command(&server.ns, python());
+        cmd.arg(&script)
+            .args(["--name", &server.name, "--port", &port])
+            .arg("--status-file")
+            .arg(self.status_file(&server.name))
+            .arg("--ready-file")
+            .arg(&ready);
+        let what = format!("the HTTP server of {}", server.name);
+        let child = spawn_ready(&mut cmd, &ready, &log, &what)?;
+        self.http_servers.push((server.name.clone(), child));
+        Ok(())
+    }
+
+    /// Brings real server `index`'s interface (0 = rs1) down or up. Down,
+    /// the server is cut off: neither health checks nor forwarded traffic
+    /// reach it. Up again, its address is back and so is its default route
+    /// (the kernel removes a route whose interface goes down).
+    pub fn set_server_link(&self, index: usize, up: bool) -> Result<()> {
+        let server = self.server(index)?;
+        let ns = &server.ns;
+        ip(&[
+            "-n",
+            ns,
+            "link",
+            "set",
+            SERVER_IF,
+            if up { "up" } else { "down" },
+        ])?;
+        if up && self.network.forwarding == Forwarding::Nat {
+            let gateway = strip_prefix_len(LB_SERVER_ADDR);
+            ip(&[
+                "-n", ns, "route", "replace", "default", "via", gateway, "dev", SERVER_IF,
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn server(&self, index: usize) -> Result<&RealServer> {
+        self.servers
+            .get(index)
+            .with_context(|| format!("no real server {index}"))
+    }
+
+    /// The namespaces that run an HTTP server: the real servers, then the
+    /// sorry server when there is one.
+    fn http_hosts(&self) -> impl Iterator<Item = &RealServer> {
+        self.servers.iter().chain(&self.sorry)
     }
 
     fn status_file(&self, server: &str) -> PathBuf {
@@ -555,7 +725,7 @@ impl Topology {
 
     /// Makes real server `index` (0 = rs1) answer with `status` from now on.
     pub fn set_http_status(&self, index: usize, status: u16) -> Result<()> {
-        let server = self.servers.get(index).context("no such real server")?;
+        let server = self.server(index)?;
         let path = self.status_file(&server.name);
         let tmp = path.with_extension("tmp");
         fs::write(&tmp, format!("{status}\n"))?;
@@ -692,7 +862,7 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        for child in &mut self.http_servers {
+        for (_, child) in &mut self.http_servers {
             if let Err(e) = process::terminate(child, Duration::from_secs(2)) {
                 process::warn(format_args!(
                     "topology {}: stopping an HTTP server: {e:#}",

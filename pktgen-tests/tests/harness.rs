@@ -2,19 +2,22 @@
 //! described, the HTTP servers and the client work through the switch, the
 //! DSR and tunnel real servers take packets for the VIP (sent to their MAC,
 //! or encapsulated to their address, as pylon will) without answering ARP
-//! for it, and everything is gone afterwards. Needs root.
+//! for it, the management interface reaches the real servers on-link and
+//! the harness can stop, restart and cut off a server, and everything is
+//! gone afterwards. Needs root.
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use pktgen_tests::topology::{
-    CLIENT_IF, HTTP_PORT, LB_CLIENT_IF, LB_LAN_IF, LB_SERVER_IF, SERVER_ADDRS, SERVER_IF, TUN_IF,
-    VIP,
+    CLIENT_IF, HTTP_PORT, LB_CLIENT_IF, LB_LAN_IF, LB_SERVER_IF, MGMT_ADDR, MGMT_IF, SERVER_ADDRS,
+    SERVER_IF, SORRY_ADDR, SORRY_NAME, TUN_IF, VIP,
 };
 use pktgen_tests::{
-    cleanup_stale, e2e_lock, require_root, vip_url, Forwarding, PylonOptions, PylonProcess,
-    Topology,
+    cleanup_stale, e2e_lock, require_root, vip_url, Forwarding, LoadClient, LoadOptions, Outcome,
+    PylonOptions, PylonProcess, Request, Requests, Topology,
 };
 
 fn namespaces() -> Result<Vec<String>> {
@@ -332,5 +335,122 @@ fn tunnel_lan_servers_decapsulate_and_answer_directly() -> Result<()> {
             after - before
         );
     }
+    Ok(())
+}
+
+/// Requests from the lb namespace's kernel (where pylon's health checks
+/// run) straight to `addr`:8080, for `duration`, with [`LoadClient`].
+fn load_from_lb(topo: &Topology, addr: &str, duration: Duration) -> Result<Requests> {
+    let client = LoadClient::start(
+        topo.lb_ns(),
+        LoadOptions {
+            target: format!("{addr}:{HTTP_PORT}").parse()?,
+            timeout: Duration::from_millis(500),
+            pause: Duration::from_millis(10),
+            threads: 2,
+        },
+    )?;
+    std::thread::sleep(duration);
+    client.stop()
+}
+
+#[test]
+fn management_interface_reaches_the_servers_on_link() -> Result<()> {
+    let _lock = e2e_lock()?;
+    require_root()?;
+    let mut topo = Topology::with_management("pharn")?;
+    ensure!(topo.has_management(), "no management interface");
+    topo.start_http_servers()?;
+    let lb = topo.lb_ns().to_owned();
+
+    // The kernel of the lb namespace has the management address, on mgmt
+    // only, and answers ARP for it only there.
+    let lb_addrs = stdout(&topo, &lb, "ip", &["-4", "-o", "addr", "show"])?;
+    let with_addr: Vec<&str> = lb_addrs.lines().filter(|l| !l.contains(" lo ")).collect();
+    ensure!(
+        with_addr.len() == 1
+            && with_addr[0].contains(&format!(" {MGMT_IF} "))
+            && with_addr[0].contains(&format!("{MGMT_ADDR}/24")),
+        "lb namespace addresses: {lb_addrs}"
+    );
+    ensure!(sysctl(&topo, &lb, "net.ipv4.conf.all.arp_ignore")? == "1");
+    ensure!(sysctl(&topo, &lb, "net.ipv4.conf.all.arp_announce")? == "2");
+
+    // Every real server answers it on-link, at mgmt's MAC (not at that of
+    // pylon's lbsrv on the same bridge); so does the sorry server.
+    let mgmt_mac = topo.lb_mac(MGMT_IF)?;
+    for (i, server) in topo.servers().iter().enumerate() {
+        let requests = load_from_lb(&topo, server.addr, Duration::from_millis(300))?;
+        let t0 = requests.all.first().context("no requests")?.start;
+        let name = format!("rs{}", i + 1);
+        ensure!(
+            requests.all.len() >= 5
+                && requests.all.iter().all(|r| r.outcome
+                    == Outcome::Ok {
+                        server: name.clone()
+                    }),
+            "{name} from the lb namespace: {}",
+            requests.report(t0)
+        );
+        let mac = topo.neighbor_mac(&server.ns, MGMT_ADDR)?;
+        ensure!(
+            mac.as_deref() == Some(mgmt_mac.as_str()),
+            "{name} reaches {MGMT_ADDR} at {mac:?}, {MGMT_IF} is {mgmt_mac}"
+        );
+    }
+    let sorry = topo.sorry_server().context("no sorry server")?.clone();
+    ensure!(sorry.addr == SORRY_ADDR && sorry.name == SORRY_NAME);
+    let result = topo.run_client_from(&lb, 3, &format!("http://{SORRY_ADDR}:{HTTP_PORT}/"))?;
+    result.check_all_ok(3)?;
+    ensure!(result.by_server.get(SORRY_NAME) == Some(&3), "{result:?}");
+
+    // A stopped HTTP server refuses at once; started again, it answers.
+    let rs1 = SERVER_ADDRS[0];
+    topo.stop_http_server(0)?;
+    ensure!(
+        topo.stop_http_server(0).is_err(),
+        "stopped a stopped server"
+    );
+    let requests = load_from_lb(&topo, rs1, Duration::from_millis(200))?;
+    ensure!(
+        !requests.all.is_empty()
+            && requests.all.iter().all(|r| matches!(
+                r.outcome,
+                Outcome::Error {
+                    kind: std::io::ErrorKind::ConnectionRefused,
+                    ..
+                }
+            )),
+        "rs1 stopped: {:?}",
+        requests.all
+    );
+    topo.start_http_server(0)?;
+    ensure!(topo.start_http_server(0).is_err(), "started it twice");
+    let requests = load_from_lb(&topo, rs1, Duration::from_millis(200))?;
+    ensure!(
+        !requests.all.is_empty() && requests.all.iter().all(Request::ok),
+        "rs1 restarted: {:?}",
+        requests.all
+    );
+
+    // Its interface down, nothing reaches it (the requests time out); up
+    // again, it has its address and default route back and answers.
+    let rs1_ns = topo.servers()[0].ns.clone();
+    topo.set_server_link(0, false)?;
+    let requests = load_from_lb(&topo, rs1, Duration::from_millis(200))?;
+    ensure!(
+        !requests.all.is_empty() && requests.all.iter().all(|r| !r.ok()),
+        "rs1 answered with its link down: {:?}",
+        requests.all
+    );
+    topo.set_server_link(0, true)?;
+    let route = stdout(&topo, &rs1_ns, "ip", &["route", "show", "default"])?;
+    ensure!(route.contains("via 10.0.2.1"), "rs1's route: {route}");
+    let requests = load_from_lb(&topo, rs1, Duration::from_millis(300))?;
+    ensure!(
+        !requests.all.is_empty() && requests.all.iter().all(Request::ok),
+        "rs1 with its link up again: {:?}",
+        requests.all
+    );
     Ok(())
 }
