@@ -231,12 +231,15 @@ impl PylonOptions {
              \n\
              [control]\n\
              stats_file = {}\n\
+             socket = {}\n\
              log = {}\n",
             toml_str(file_prefix),
             toml_str(&self.lcores()),
             workers.join(", "),
             self.conn_capacity,
             toml_str(&stats_file.to_string_lossy()),
+            // Next to the stats file: every pylon of a test has its own.
+            toml_str(&stats_file.with_extension("sock").to_string_lossy()),
             toml_str(&self.log),
         );
         if let Some(source) = &self.health_source {
