@@ -54,12 +54,14 @@ bench: deps
 	$(CARGO) build --release -p pylon-control -p pktgen-tests
 	nice -n -20 ./target/release/pylon-bench --out target/bench $(BENCH_ARGS)
 
-# Fuzz the frame parser and the NAT rewrite (cargo-fuzz on stable via
+# Fuzz the frame parser and the NAT rewrite, and the sync datagram decoder
+# and protocol endpoint (cargo-fuzz on stable via
 # RUSTC_BOOTSTRAP); FUZZ_SECONDS bounds the run.
 FUZZ_SECONDS ?= 60
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parse_frame corpus/parse_frame -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run sync_datagram corpus/sync_datagram -- -max_total_time=$(FUZZ_SECONDS)
 
 clippy: deps
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
