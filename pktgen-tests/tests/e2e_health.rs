@@ -23,7 +23,9 @@
 //!
 //! The failure and restore times are taken when the action has completed
 //! (the server is down, or listening again, by then), so the bounds are
-//! measured from the latest moment the change can have happened.
+//! measured from the latest moment the change can have happened; "before
+//! the failure" means before the action began (stopping a server refuses
+//! connections before the harness has seen it exit).
 //!
 //! Needs root and `target/release/pylon` (or `PYLON_BIN`); takes the
 //! machine-wide e2e lock.
@@ -219,8 +221,8 @@ fn check_drops(pylon: &mut PylonProcess, expected: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Before the failure every request succeeded, and each of `servers` (and
-/// nothing else) answered some.
+/// Every request that ended before the failing action began succeeded, and
+/// each of `servers` (and nothing else) answered some.
 fn check_before(
     requests: &Requests,
     failure: Instant,
@@ -291,6 +293,7 @@ fn fail_and_recover(failure: Failure) -> Result<()> {
     let t0 = Instant::now();
     thread::sleep(SETTLE);
 
+    let failing = Instant::now();
     failure.apply(&mut topo, index)?;
     let (failed, failed_wall) = (Instant::now(), SystemTime::now());
     let t = failed + health.detection_bound() + ALLOWANCE;
@@ -331,7 +334,7 @@ fn fail_and_recover(failure: Failure) -> Result<()> {
         requests.report(t0)
     );
 
-    check_before(&requests, failed, &["rs1", "rs2", "rs3"], t0)?;
+    check_before(&requests, failing, &["rs1", "rs2", "rs3"], t0)?;
     ensure!(
         detected <= (health.detection_bound() + ALLOWANCE).as_secs_f64(),
         "{name} was marked down {detected:.3}s after the failure"
@@ -394,6 +397,7 @@ fn icmp_check_takes_an_unreachable_server_out_and_back() -> Result<()> {
 struct AllDown {
     requests: Requests,
     t0: Instant,
+    failing: Instant,
     failed: Instant,
     t: Instant,
     restored: Instant,
@@ -409,6 +413,7 @@ fn all_down(topo: &mut Topology, pylon: &mut PylonProcess) -> Result<AllDown> {
     thread::sleep(SETTLE);
 
     let before = pylon.stats()?;
+    let failing = Instant::now();
     for index in 0..SERVER_ADDRS.len() {
         topo.set_http_status(index, 503)?;
     }
@@ -429,6 +434,7 @@ fn all_down(topo: &mut Topology, pylon: &mut PylonProcess) -> Result<AllDown> {
     Ok(AllDown {
         requests,
         t0,
+        failing,
         failed,
         t,
         restored,
@@ -451,7 +457,7 @@ fn all_down_sorry_server_takes_the_new_connections() -> Result<()> {
         requests.report(run.t0)
     );
 
-    check_before(requests, run.failed, &["rs1", "rs2", "rs3"], run.t0)?;
+    check_before(requests, run.failing, &["rs1", "rs2", "rs3"], run.t0)?;
     let down: Vec<_> = requests.started_between(run.t, run.restored).collect();
     ensure!(
         down.len() >= MIN_REQUESTS,
@@ -511,7 +517,7 @@ fn all_down_without_sorry_server_refuses_at_once() -> Result<()> {
         requests.report(run.t0)
     );
 
-    check_before(requests, run.failed, &["rs1", "rs2", "rs3"], run.t0)?;
+    check_before(requests, run.failing, &["rs1", "rs2", "rs3"], run.t0)?;
     ensure!(
         down.len() >= MIN_REQUESTS,
         "only {} requests started while every server was down",
