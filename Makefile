@@ -3,9 +3,10 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-# Debian packages the build and the tests need.
+# Debian packages the build and the tests need (keepalived: the VRRP
+# interop test's peer).
 DEBS := libdpdk-dev dpdk pkg-config clang libclang-dev iproute2 ethtool \
-        python3 curl iputils-ping procps
+        python3 curl iputils-ping procps keepalived
 # Seconds the demo runs before exiting by itself (unset: until Ctrl-C).
 DEMO_SECONDS ?=
 # Forwarding mode the demo shows: nat, dsr or tunnel.
