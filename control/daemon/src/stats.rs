@@ -52,17 +52,23 @@ pub fn to_json(v: &StatsView<'_>) -> Value {
         .services
         .iter()
         .flat_map(|svc| {
-            svc.servers.iter().map(move |s| {
-                let st = &v.shared.servers[usize::from(s.id)];
-                json!({
-                    "service": svc.name,
-                    "address": Ipv4Addr::from(s.addr).to_string(),
-                    "port": s.port,
-                    "weight": s.weight,
-                    "active": st.active.load(Relaxed),
-                    "inactive": st.inactive.load(Relaxed),
+            let sorry = svc.sorry.iter().map(|s| (s, true));
+            svc.servers
+                .iter()
+                .map(|s| (s, false))
+                .chain(sorry)
+                .map(move |(s, sorry)| {
+                    let st = &v.shared.servers[usize::from(s.id)];
+                    json!({
+                        "service": svc.name,
+                        "address": Ipv4Addr::from(s.addr).to_string(),
+                        "port": s.port,
+                        "weight": s.weight,
+                        "sorry": sorry,
+                        "active": st.active.load(Relaxed),
+                        "inactive": st.inactive.load(Relaxed),
+                    })
                 })
-            })
         })
         .collect();
     let ports: Vec<Value> = v
