@@ -38,8 +38,8 @@ use serde_json::Value;
 use crate::process::{self, detach_child, ip, ns_command, run_checked, ScratchDir};
 use crate::pylon::{file_prefix_for, Forwarding, Network, PortSpec, PylonOptions, PylonProcess};
 use crate::topology::{
-    self, python, remove_namespace, sysctls, Topology, CLIENT_IF, LAN_PORT, LAN_SERVER_ADDRS,
-    LB_LAN_IF, VIP, VIP_PORT,
+    python, remove_namespace, sysctls, Topology, CLIENT_IF, LAN_PORT, LAN_SERVER_ADDRS, LB_LAN_IF,
+    VIP, VIP_PORT,
 };
 
 /// The VRID of the pair's instance.
@@ -52,6 +52,13 @@ pub const A_ADDR: &str = "10.0.1.1";
 pub const B_ADDR: &str = "10.0.1.3";
 /// The virtual MAC of [`VRID`], `00:00:5e:00:01:33`.
 pub const VIRTUAL_MAC: &str = "00:00:5e:00:01:33";
+/// The second VIP of [`VrrpPair::config_two_vips`] (service `web2`,
+/// port 80); the real servers hold it on `lo` as they hold the first.
+pub const VIP2: &str = "10.0.1.101";
+/// The VRID of [`VIP2`].
+pub const VRID2: u8 = 52;
+/// The virtual MAC of [`VRID2`].
+pub const VIRTUAL_MAC2: &str = "00:00:5e:00:01:34";
 /// The bridge port of A's veth (the name [`Topology::lan`] gives it).
 const SWITCH_PORT_A: &str = "swlb";
 /// The bridge port of B's veth.
@@ -126,9 +133,14 @@ impl VrrpOptions {
     /// The TOML of the instance: [`VRID`] on the LAN port, VIP
     /// 10.0.1.100, [`ADVERT_INT_CS`], this priority and preempt mode.
     pub fn to_toml(self) -> String {
+        self.instance_toml(VRID, VIP)
+    }
+
+    /// [`VrrpOptions::to_toml`] for another VRID and VIP.
+    pub fn instance_toml(self, vrid: u8, vip: &str) -> String {
         format!(
-            "\n[[vrrp]]\nvrid = {VRID}\npriority = {}\nadvert_int = {}\npreempt = {}\n\
-             port = \"{LAN_PORT}\"\nvips = [\"{VIP}\"]\n",
+            "\n[[vrrp]]\nvrid = {vrid}\npriority = {}\nadvert_int = {}\npreempt = {}\n\
+             port = \"{LAN_PORT}\"\nvips = [\"{vip}\"]\n",
             self.priority,
             f64::from(ADVERT_INT_CS) / 100.0,
             self.preempt
@@ -212,6 +224,17 @@ impl VrrpPair {
             "up",
         ])?;
         ip(&["-n", ns, "link", "set", LB_LAN_IF, "up"])?;
+        for server in pair.topo.servers() {
+            ip(&[
+                "-n",
+                &server.ns,
+                "addr",
+                "add",
+                &format!("{VIP2}/32"),
+                "dev",
+                "lo",
+            ])?;
+        }
         Ok(pair)
     }
 
@@ -240,6 +263,39 @@ impl VrrpPair {
     /// worker, wlc 1/2/3) on its own address, file prefix, stats file and
     /// CPU mapping, plus the `[[vrrp]]` table of `vrrp`.
     pub fn config(&self, which: Appliance, vrrp: VrrpOptions) -> Result<String> {
+        Ok(toml::to_string(&self.base_config(which)?)? + &vrrp.to_toml())
+    }
+
+    /// [`VrrpPair::config`] with two VIPs: the service `web2` on [`VIP2`]:80
+    /// (DSR to the same servers) besides `web`, the instance of [`VRID`]
+    /// (VIP 10.0.1.100) with `first`, and the instance of [`VRID2`]
+    /// ([`VIP2`]) with `second`.
+    pub fn config_two_vips(
+        &self,
+        which: Appliance,
+        first: VrrpOptions,
+        second: VrrpOptions,
+    ) -> Result<String> {
+        let mut config = self.base_config(which)?;
+        let services = config
+            .get_mut("services")
+            .and_then(toml::Value::as_array_mut)
+            .context("generated config has no [[services]]")?;
+        let mut web2 = services
+            .first()
+            .and_then(toml::Value::as_table)
+            .context("generated config has no service")?
+            .clone();
+        web2.insert("name".to_owned(), toml::Value::String("web2".to_owned()));
+        web2.insert("vip".to_owned(), toml::Value::String(VIP2.to_owned()));
+        services.push(toml::Value::Table(web2));
+        Ok(toml::to_string(&config)?
+            + &first.instance_toml(VRID, VIP)
+            + &second.instance_toml(VRID2, VIP2))
+    }
+
+    /// The generated configuration of an appliance without `[[vrrp]]`.
+    fn base_config(&self, which: Appliance) -> Result<toml::Table> {
         let options = PylonOptions::new(1, "wlc");
         let text = match which {
             Appliance::A => self.topo.pylon_config(&options),
@@ -259,7 +315,7 @@ impl VrrpPair {
             .and_then(toml::Value::as_table_mut)
             .context("generated config has no [eal]")?
             .insert("lcores".to_owned(), toml::Value::String(lcores));
-        Ok(toml::to_string(&config)? + &vrrp.to_toml())
+        Ok(config)
     }
 
     /// Starts an appliance's daemon with `config` and waits for its first
@@ -300,10 +356,10 @@ impl VrrpPair {
         Ok(None)
     }
 
-    /// The MAC address the client's ARP cache holds for the VIP, if any.
-    pub fn client_vip_mac(&self) -> Result<Option<String>> {
+    /// The MAC address the client's ARP cache holds for `vip`, if any.
+    pub fn client_mac_of(&self, vip: &str) -> Result<Option<String>> {
         let out = run_checked(
-            ns_command(self.topo.client_ns(), "ip").args(["neigh", "show", VIP, "dev", CLIENT_IF]),
+            ns_command(self.topo.client_ns(), "ip").args(["neigh", "show", vip, "dev", CLIENT_IF]),
         )?;
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(text
@@ -393,9 +449,9 @@ impl VrrpPair {
         })
     }
 
-    /// Starts `probe.py` in the client namespace: a request to the VIP
+    /// Starts `probe.py` in the client namespace: a request to `vip`:80
     /// every `interval`, each with `timeout`, until [`Probe::finish`].
-    pub fn start_probe(&self, interval: Duration, timeout: Duration) -> Result<Probe> {
+    pub fn start_probe(&self, vip: &str, interval: Duration, timeout: Duration) -> Result<Probe> {
         let dir = self.b_scratch.path();
         let script = dir.join("probe.py");
         fs::write(&script, PROBE_PY).with_context(|| format!("writing {}", script.display()))?;
@@ -406,7 +462,7 @@ impl VrrpPair {
         let err_path = dir.join(format!("{n}.err"));
         let mut cmd = ns_command(self.topo.client_ns(), python());
         cmd.arg(&script)
-            .args(["--url", &topology::vip_url()])
+            .args(["--url", &format!("http://{vip}:{VIP_PORT}/")])
             .args(["--interval", &interval.as_secs_f64().to_string()])
             .args(["--timeout", &timeout.as_secs_f64().to_string()])
             .arg("--stop-file")
@@ -586,12 +642,17 @@ pub struct VrrpStatus {
 
 /// The status of [`VRID`] in a stats dump.
 pub fn vrrp_status(stats: &Value) -> Result<VrrpStatus> {
+    vrid_status(stats, VRID)
+}
+
+/// The status of `vrid` in a stats dump.
+pub fn vrid_status(stats: &Value, vrid: u8) -> Result<VrrpStatus> {
     let entry = stats["vrrp"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|v| v["vrid"] == VRID)
-        .with_context(|| format!("the stats have no VRID {VRID}: {}", stats["vrrp"]))?;
+        .find(|v| v["vrid"] == vrid)
+        .with_context(|| format!("the stats have no VRID {vrid}: {}", stats["vrrp"]))?;
     serde_json::from_value(entry.clone()).with_context(|| format!("VRRP entry {entry}"))
 }
 

@@ -17,9 +17,11 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use pktgen_tests::topology::VIP;
 use pktgen_tests::vrrp_pair::{
-    in_state, kill_hard, master_down_interval_ms, monotonic_s, skew_time_ms, vrrp_status, ProbeRun,
-    ADVERT_INT_CS, A_ADDR, B_ADDR, KEEPALIVED_HTTP_NAME, VIRTUAL_MAC,
+    in_state, kill_hard, master_down_interval_ms, monotonic_s, skew_time_ms, vrid_status,
+    vrrp_status, ProbeRun, ADVERT_INT_CS, A_ADDR, B_ADDR, KEEPALIVED_HTTP_NAME, VIP2, VIRTUAL_MAC,
+    VIRTUAL_MAC2, VRID, VRID2,
 };
 use pktgen_tests::{
     e2e_lock, harmful_drops, preflight, vip_url, worker_counter, Appliance, PylonProcess,
@@ -108,7 +110,7 @@ fn expect_vmac_at(pair: &VrrpPair, which: Appliance) -> Result<()> {
         port == Some(which),
         "the bridge has {VIRTUAL_MAC} on {port:?}'s port, expected {which:?}'s"
     );
-    let client = pair.client_vip_mac()?;
+    let client = pair.client_mac_of(VIP)?;
     ensure!(
         client.as_deref() == Some(VIRTUAL_MAC),
         "the client's ARP cache holds {client:?} for the VIP, expected {VIRTUAL_MAC}"
@@ -124,21 +126,32 @@ fn expect_served_by(
     idle: (&str, &mut PylonProcess),
     count: usize,
 ) -> Result<()> {
+    expect_vip_served_by(pair, VIP, via, idle, count)
+}
+
+/// [`expect_served_by`] for any VIP.
+fn expect_vip_served_by(
+    pair: &VrrpPair,
+    vip: &str,
+    via: (&str, &mut PylonProcess),
+    idle: (&str, &mut PylonProcess),
+    count: usize,
+) -> Result<()> {
     let (via_name, via) = via;
     let (idle_name, idle) = idle;
     let (via_before, idle_before) = (forwarded(via)?, forwarded(idle)?);
-    let result = pair.topology().run_client(count, &vip_url())?;
+    let result = pair.topology().run_client(count, &url(vip))?;
     result.check_all_ok(count as u64)?;
     let (via_after, idle_after) = (forwarded(via)?, forwarded(idle)?);
     // SYN, ACK, request, FIN at least, per connection.
     ensure!(
         via_after - via_before >= 4 * count as u64,
-        "{via_name} forwarded {} packets for {count} requests",
+        "{via_name} forwarded {} packets for {count} requests to {vip}",
         via_after - via_before
     );
     ensure!(
         idle_after == idle_before,
-        "{idle_name} forwarded {} packets while it was not MASTER",
+        "{idle_name} forwarded {} packets for {vip} while it was not MASTER",
         idle_after - idle_before
     );
     Ok(())
@@ -154,6 +167,10 @@ fn expect_answers(run: &ProbeRun, from: f64, to: f64, what: &str) -> Result<()> 
         run.report(from)
     );
     Ok(())
+}
+
+fn url(vip: &str) -> String {
+    format!("http://{vip}/")
 }
 
 fn ms(d: Duration) -> f64 {
@@ -181,7 +198,7 @@ fn sigkill_failover_then_preempting_return() -> Result<()> {
     preflight()?;
     let pair = VrrpPair::new("pvrrpkill")?;
     let (mut a, mut b) = start_pair(&pair, true)?;
-    let probe = pair.start_probe(PROBE_INTERVAL, PROBE_TIMEOUT)?;
+    let probe = pair.start_probe(VIP, PROBE_INTERVAL, PROBE_TIMEOUT)?;
     sleep(SETTLE);
 
     let killed = monotonic_s();
@@ -256,7 +273,7 @@ fn link_cut_failover_and_return() -> Result<()> {
     preflight()?;
     let pair = VrrpPair::new("pvrrplink")?;
     let (mut a, mut b) = start_pair(&pair, true)?;
-    let probe = pair.start_probe(PROBE_INTERVAL, PROBE_TIMEOUT)?;
+    let probe = pair.start_probe(VIP, PROBE_INTERVAL, PROBE_TIMEOUT)?;
     sleep(SETTLE);
 
     let cut = monotonic_s();
@@ -354,7 +371,7 @@ fn sigterm_master_resigns_with_priority_zero() -> Result<()> {
     preflight()?;
     let pair = VrrpPair::new("pvrrpterm")?;
     let (mut a, mut b) = start_pair(&pair, true)?;
-    let probe = pair.start_probe(PROBE_INTERVAL, PROBE_TIMEOUT)?;
+    let probe = pair.start_probe(VIP, PROBE_INTERVAL, PROBE_TIMEOUT)?;
     sleep(SETTLE);
 
     let stopped = monotonic_s();
@@ -434,7 +451,7 @@ fn keepalived_peer_elects_and_takes_over_both_ways() -> Result<()> {
     );
 
     // Pylon killed: keepalived takes the VIP; pylon back: it preempts.
-    let probe = pair.start_probe(PROBE_INTERVAL, PROBE_TIMEOUT)?;
+    let probe = pair.start_probe(VIP, PROBE_INTERVAL, PROBE_TIMEOUT)?;
     sleep(SETTLE);
     let killed = monotonic_s();
     kill_hard(&mut a)?;
@@ -502,7 +519,7 @@ fn keepalived_peer_elects_and_takes_over_both_ways() -> Result<()> {
         "BACKUP",
         &format!("higher-priority master {B_ADDR} (priority 250)"),
     )?;
-    let probe = pair.start_probe(PROBE_INTERVAL, PROBE_TIMEOUT)?;
+    let probe = pair.start_probe(VIP, PROBE_INTERVAL, PROBE_TIMEOUT)?;
     sleep(SETTLE);
     let cut = monotonic_s();
     pair.set_link(Appliance::B, false)?;
@@ -555,4 +572,122 @@ fn keepalived_peer_elects_and_takes_over_both_ways() -> Result<()> {
     );
     ka.stop()?;
     a.stop_cleanly()
+}
+
+/// Waits until `pylon`'s instance `vrid` is in `state`.
+fn expect_vrid_state(pylon: &mut PylonProcess, name: &str, vrid: u8, state: &str) -> Result<()> {
+    let stats = pylon.stats_until(STATE_TIMEOUT, |s| {
+        vrid_status(s, vrid).is_ok_and(|v| v.state == state)
+    })?;
+    let status = vrid_status(&stats, vrid)?;
+    ensure!(
+        status.state == state,
+        "{name}'s VRID {vrid} is {} after {STATE_TIMEOUT:?}, expected {state}",
+        status.state
+    );
+    Ok(())
+}
+
+/// The two-VIP layout of configs/vrrp-a.toml and vrrp-b.toml: A is MASTER
+/// of 10.0.1.100 (VRID 51) and BACKUP of 10.0.1.101 (VRID 52), B the other
+/// way round, so both carry traffic. A killed: B serves both VIPs, and the
+/// VIP B had all along keeps answering.
+#[test]
+fn two_vips_each_appliance_masters_one() -> Result<()> {
+    let _lock = e2e_lock()?;
+    preflight()?;
+    let pair = VrrpPair::new("pvrrp2vip")?;
+    let (high, low) = (options(A_PRIORITY, true), options(B_PRIORITY, true));
+    let mut a = pair.start(
+        Appliance::A,
+        &pair.config_two_vips(Appliance::A, high, low)?,
+    )?;
+    expect_vrid_state(&mut a, "A", VRID, "MASTER")?;
+    let mut b = pair.start(
+        Appliance::B,
+        &pair.config_two_vips(Appliance::B, low, high)?,
+    )?;
+    expect_vrid_state(&mut b, "B", VRID2, "MASTER")?;
+    expect_vrid_state(&mut b, "B", VRID, "BACKUP")?;
+    expect_vrid_state(&mut a, "A", VRID2, "BACKUP")?;
+    expect_vrid_state(&mut a, "A", VRID, "MASTER")?;
+    expect_vip_served_by(&pair, VIP, ("A", &mut a), ("B", &mut b), 100)?;
+    expect_vip_served_by(&pair, VIP2, ("B", &mut b), ("A", &mut a), 100)?;
+    for (vip, mac, at) in [
+        (VIP, VIRTUAL_MAC, Appliance::A),
+        (VIP2, VIRTUAL_MAC2, Appliance::B),
+    ] {
+        let client = pair.client_mac_of(vip)?;
+        ensure!(
+            client.as_deref() == Some(mac),
+            "the client holds {client:?} for {vip}, expected {mac}"
+        );
+        let port = pair.bridge_port_of(mac)?;
+        ensure!(
+            port == Some(at),
+            "the bridge has {mac} at {port:?}, expected {at:?}"
+        );
+    }
+
+    let probe1 = pair.start_probe(VIP, PROBE_INTERVAL, PROBE_TIMEOUT)?;
+    let probe2 = pair.start_probe(VIP2, PROBE_INTERVAL, PROBE_TIMEOUT)?;
+    sleep(SETTLE);
+    let killed = monotonic_s();
+    kill_hard(&mut a)?;
+    drop(a);
+    expect_vrid_state(&mut b, "B", VRID, "MASTER")?;
+    sleep(SETTLE);
+    let (run1, run2) = (probe1.finish()?, probe2.finish()?);
+
+    let bound = failover_bound();
+    let gap = run1.gap_across(killed)?;
+    let undisturbed = run2.longest_gap_after(killed - SETTLE.as_secs_f64());
+    eprintln!(
+        "two VIPs, A killed: {:.1} ms without answers for A's VIP (bound {:.1} ms), \
+         longest gap for B's VIP {:.1} ms",
+        ms(gap),
+        ms(bound),
+        ms(undisturbed)
+    );
+    ensure!(
+        gap <= bound,
+        "{:.1} ms without answers for {VIP}, bound {:.1} ms\n{}",
+        ms(gap),
+        ms(bound),
+        run1.report(killed)
+    );
+    // B's own VIP must not wait for anything A's failure sets off.
+    let mdi = Duration::from_secs_f64(master_down_interval_ms(B_PRIORITY, ADVERT_INT_CS) / 1000.0);
+    ensure!(
+        undisturbed < mdi,
+        "{VIP2}, B's all along, went {:.1} ms without answers\n{}",
+        ms(undisturbed),
+        run2.report(killed)
+    );
+    expect_answers(
+        &run1,
+        killed + bound.as_secs_f64(),
+        f64::INFINITY,
+        "A's VIP via B",
+    )?;
+    expect_answers(&run2, f64::NEG_INFINITY, f64::INFINITY, "B's VIP")?;
+
+    let port = pair.bridge_port_of(VIRTUAL_MAC)?;
+    ensure!(
+        port == Some(Appliance::B),
+        "the bridge has {VIRTUAL_MAC} at {port:?}, expected B"
+    );
+    let before = forwarded(&mut b)?;
+    for vip in [VIP, VIP2] {
+        pair.topology()
+            .run_client(100, &url(vip))?
+            .check_all_ok(100)?;
+    }
+    let after = forwarded(&mut b)?;
+    ensure!(
+        after - before >= 800,
+        "B forwarded {} packets for 200 requests to both VIPs",
+        after - before
+    );
+    b.stop_cleanly()
 }
