@@ -63,7 +63,7 @@ pub fn run(flows: u32, packets: u64) -> Result<FastpathRun> {
         verdict
     };
     for step in [Step::Open, Step::OpenReply, Step::Ack] {
-        let mut order = Stride::new(flows);
+        let mut order = Stride::sequential(flows);
         for _ in 0..flows {
             let verdict = send(&mut fwd, order.next_flow(), step, &mut servers);
             ensure!(
@@ -72,7 +72,7 @@ pub fn run(flows: u32, packets: u64) -> Result<FastpathRun> {
             );
         }
     }
-    let mut order = Stride::new(flows);
+    let mut order = Stride::scattered(flows);
     let mut flow = 0;
     let started = Instant::now();
     for i in 0..packets {

@@ -55,12 +55,15 @@ pub fn flow_of(ip: u32, port: u16) -> Option<u32> {
     u32::try_from(flow).ok().filter(|&f| f < MAX_FLOWS)
 }
 
-/// Visits `0..n` once each per round, in the order `i * step mod n` with
-/// `step` about 0.618 n and coprime to `n`: consecutive flows are far
-/// apart, so the connection table sees scattered accesses, as from real
-/// clients, not the sequential walk that insertion order would give
-/// (entries are taken from the free list in order), which the hardware
-/// prefetcher would hide.
+/// Visits `0..n` once each per round, in the order `i * step mod n`.
+///
+/// The setup passes open flows in order ([`Stride::sequential`]), so that
+/// flow `f` gets the table's `f`-th entry (entries come off the free list
+/// in order); the measured phase then visits them [`Stride::scattered`],
+/// with `step` about 0.618 n: consecutive packets are for flows far apart,
+/// so the connection table sees the scattered accesses of real clients,
+/// whose connections send in an order unrelated to the one they opened
+/// in, rather than a walk the hardware prefetcher would hide.
 #[derive(Clone, Debug)]
 pub struct Stride {
     n: u32,
@@ -69,8 +72,13 @@ pub struct Stride {
 }
 
 impl Stride {
-    /// The order over `0..n`; `n` may be 0 (then [`Stride::next`] gives 0).
-    pub fn new(n: u32) -> Stride {
+    /// `0, 1, 2, ...`; `n` may be 0 (then [`Stride::next_flow`] gives 0).
+    pub fn sequential(n: u32) -> Stride {
+        Stride { n, step: 1, pos: 0 }
+    }
+
+    /// The scattered order over `0..n`; `n` may be 0.
+    pub fn scattered(n: u32) -> Stride {
         let mut step = ((u64::from(n) * 618) / 1000).max(1) as u32;
         while n > 1 && gcd(step, n) != 1 {
             step += 1;
@@ -102,7 +110,7 @@ mod tests {
     #[test]
     fn stride_visits_every_flow_once_per_round() {
         for n in [1, 2, 3, 8, 1000, 4096, 99_991] {
-            let mut order = Stride::new(n);
+            let mut order = Stride::scattered(n);
             let mut seen = vec![false; n as usize];
             for _ in 0..n {
                 let f = order.next_flow() as usize;
@@ -111,6 +119,9 @@ mod tests {
             }
             assert_eq!(order.next_flow(), 0, "n={n}: the next round starts over");
         }
+        let mut order = Stride::sequential(3);
+        let seen: Vec<u32> = (0..4).map(|_| order.next_flow()).collect();
+        assert_eq!(seen, [0, 1, 2, 0]);
     }
 
     #[test]

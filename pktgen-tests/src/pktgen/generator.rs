@@ -52,8 +52,8 @@ pub enum Expect {
 /// One phase of a scenario.
 #[derive(Clone, Debug)]
 pub enum Phase {
-    /// `step` once on every flow so far, in scattered order, every packet
-    /// fully checked; done when all are accounted for.
+    /// `step` once on every flow so far, in order, every packet fully
+    /// checked; done when all are accounted for.
     Pass(Step),
     /// Reads the process's resident memory (after the setup passes have
     /// filled the connection table).
@@ -184,7 +184,7 @@ impl Source {
         let cycle = u64::from(flows) * timed.steps.len() as u64;
         let deadline = now + (timed.duration.as_secs_f64() * tsc_hz() as f64) as u64;
         Source::Timed {
-            order: Stride::new(flows),
+            order: Stride::scattered(flows),
             established,
             sent: 0,
             cycle,
@@ -296,7 +296,7 @@ impl Generator {
                 Phase::Pass(step) => {
                     let source = Source::Pass {
                         step,
-                        order: Stride::new(self.flows),
+                        order: Stride::sequential(self.flows),
                         left: self.flows,
                     };
                     self.drive(format!("pass {step:?}"), source, 1, false)
