@@ -40,6 +40,7 @@ pub fn run(flows: u32, packets: u64) -> Result<FastpathRun> {
     fwd.sync(&snap);
     let mut servers = vec![0u8; flows as usize];
     let mut frame = vec![0u8; FRAME_LEN];
+    let templates = frames::Templates::new();
     // The worker reads the clock once per burst.
     let mut now = shared.clock.now_ms();
     let mut sent = 0u64;
@@ -51,7 +52,7 @@ pub fn run(flows: u32, packets: u64) -> Result<FastpathRun> {
         let server = servers[flow as usize];
         let p = frames::packet(flow, step, usize::from(server), true);
         frame.resize(FRAME_LEN, 0);
-        frames::write(&mut frame, flow, step, &p);
+        templates.write(&mut frame, flow, step, &p);
         let port = usize::from(step.from_server());
         let verdict = fwd.process(&snap, &neigh, now, &mut frame, port);
         if step == Step::Open {

@@ -14,7 +14,9 @@ use pylon_dataplane::counters::{DropReason, WorkerCounters};
 use pylon_dpdk::{tsc, tsc_hz, Burst, Mbuf, Mempool, RxQueue, TxQueue};
 
 use super::flows::{self, Stride};
-use super::frames::{self, Step, FRAME_LEN, ROUTER_MAC, SERVERS, SERVER_MACS, TTL, WORKER_MACS};
+use super::frames::{
+    self, Step, Templates, FRAME_LEN, ROUTER_MAC, SERVERS, SERVER_MACS, TTL, WORKER_MACS,
+};
 
 /// A flow whose real server is not known yet.
 pub const UNKNOWN: u8 = u8::MAX;
@@ -150,6 +152,7 @@ pub struct Generator {
     /// Per flow, the index of its real server, or [`UNKNOWN`].
     servers: Vec<u8>,
     stash: Vec<Mbuf>,
+    templates: Templates,
     /// Packets the worker dropped or handed to control, as last read.
     lost: u64,
     received_since_full: u32,
@@ -280,6 +283,7 @@ impl Generator {
             flows,
             servers,
             stash: Vec::with_capacity(STASH),
+            templates: Templates::new(),
             lost: 0,
             received_since_full: 0,
             last_rx: 0,
@@ -441,7 +445,7 @@ impl Generator {
                 return false;
             }
             let p = frames::packet(flow, step, usize::from(server), nat);
-            frames::write(mbuf.data_mut(), flow, step, &p);
+            self.templates.write(mbuf.data_mut(), flow, step, &p);
             let port = usize::from(step.from_server());
             // Room was checked above.
             let _ = self.ports[port].out.push(mbuf);
