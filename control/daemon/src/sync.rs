@@ -320,15 +320,17 @@ impl Runner {
                 warn!("sync: a worker's event queue overflowed; sending full tables");
                 self.endpoint.resync_all();
             }
-            while let Some(ev) = q.pop() {
-                let kind = match ev.kind {
-                    EventKind::New => Kind::New,
-                    EventKind::State => Kind::State,
-                    EventKind::Expire => Kind::Expire,
-                };
-                match to_wire(&snap, &ev.conn, kind, 0, true) {
-                    Some(c) => self.endpoint.push_update(now, c),
-                    None => self.installed.updates_dropped_not_served += 1,
+            while let Some(batch) = q.pop() {
+                for ev in batch.events() {
+                    let kind = match ev.kind {
+                        EventKind::New => Kind::New,
+                        EventKind::State => Kind::State,
+                        EventKind::Expire => Kind::Expire,
+                    };
+                    match to_wire(&snap, &ev.conn, kind, 0, true) {
+                        Some(c) => self.endpoint.push_update(now, c),
+                        None => self.installed.updates_dropped_not_served += 1,
+                    }
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! with exact frames in and out, without DPDK.
 
 use crate::counters::{DropReason, TrafficCounters};
-use crate::events::{EventKind, EventQueue};
+use crate::events::{EventKind, EventQueue, EventSink};
 use crate::neighbor::NeighborMap;
 use crate::shared::Shared;
 use crate::snapshot::{Mode, Service, Snapshot};
@@ -76,7 +76,7 @@ pub struct Forwarder {
     tunnel_id: u16,
     /// Where new connections and state changes are reported for the
     /// standby (`[sync]` configured), see [`crate::events`].
-    events: Option<Arc<EventQueue>>,
+    events: Option<EventSink>,
     /// Per-server packets, bytes and connections of this forwarder only.
     traffic: Arc<TrafficCounters>,
 }
@@ -95,15 +95,23 @@ impl Forwarder {
     }
 
     /// Reports connection creations and state changes to `queue` (the sync
-    /// thread's); without it nothing is reported.
+    /// thread's), in batches; without it nothing is reported.
     pub fn with_events(mut self, queue: Arc<EventQueue>) -> Forwarder {
-        self.events = Some(queue);
+        self.events = Some(EventSink::new(queue));
         self
     }
 
-    fn report(&self, kind: EventKind, conn: &ConnInfo) {
-        if let Some(q) = &self.events {
-            q.push(kind, conn);
+    /// Hands the events gathered so far to the sync thread: once per poll
+    /// round, so none waits longer than a round.
+    pub fn flush_events(&mut self) {
+        if let Some(sink) = &mut self.events {
+            sink.flush();
+        }
+    }
+
+    fn report(events: &mut Option<EventSink>, kind: EventKind, conn: &ConnInfo) {
+        if let Some(sink) = events {
+            sink.report(kind, conn);
         }
     }
 
@@ -311,7 +319,7 @@ impl Forwarder {
             }
             let servers = &self.shared.servers;
             conns.expire(r, |gone| release(servers, gone));
-            self.report(EventKind::Expire, &conn);
+            Self::report(&mut self.events, EventKind::Expire, &conn);
         }
         // Only a pure SYN opens a TCP connection (IPVS does the same).
         if s.proto == PROTO_TCP && !pure_syn {
@@ -341,7 +349,7 @@ impl Forwarder {
         conns
             .insert(&info, now)
             .map_err(|_| DropReason::TableFull)?;
-        self.report(EventKind::New, &info);
+        Self::report(&mut self.events, EventKind::New, &info);
         self.traffic.count_conn(server.id);
         let stats = &self.shared.servers[usize::from(server.id)];
         let counter = if is_active(info.state) {
@@ -355,14 +363,15 @@ impl Forwarder {
 
     /// Advances TCP state (keeping the server's active/inactive counts
     /// right) or refreshes a UDP entry.
-    fn on_packet(&self, r: ConnRef, conn: &ConnInfo, dir: Dir, s: &Ipv4Summary, now: u32) {
+    fn on_packet(&mut self, r: ConnRef, conn: &ConnInfo, dir: Dir, s: &Ipv4Summary, now: u32) {
         let conns = &self.shared.conns;
         if s.proto != PROTO_TCP {
             conns.touch(r, now);
             return;
         }
         if let Some((old, new)) = conns.on_tcp(r, dir, TcpFlags::from_bits(s.tcp_flags), now) {
-            self.report(
+            Self::report(
+                &mut self.events,
                 EventKind::State,
                 &ConnInfo {
                     state: new,

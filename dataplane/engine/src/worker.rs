@@ -160,6 +160,7 @@ impl Worker {
             }
             self.rx_buf = batch;
         }
+        self.fwd.flush_events();
         WorkerCounters::add(&self.counters.rx_packets, total as u64);
         let polls = if total == 0 {
             &self.counters.idle_polls

@@ -552,25 +552,32 @@ fn sync_events_report_creation_state_changes_and_port_reuse() {
     let shared = Arc::clone(r.fwd.shared());
     r.fwd = Forwarder::new(shared).with_events(Arc::clone(&q));
     r.fwd.sync(&r.snap);
-    let drain = || {
+    // The worker loop flushes once per poll round.
+    let drain = |fwd: &mut Forwarder| {
+        fwd.flush_events();
         std::iter::from_fn(|| q.pop())
+            .flat_map(|b| b.events().to_vec())
             .map(|e| (e.kind, e.conn.state))
             .collect::<Vec<_>>()
     };
     assert_eq!(r.run(&mut client_seg(SYN), 0), Verdict::Forward(1));
-    assert_eq!(drain(), vec![(EventKind::New, State::SynRecv)]);
+    assert!(q.pop().is_none(), "held until the end of the round");
+    assert_eq!(drain(&mut r.fwd), vec![(EventKind::New, State::SynRecv)]);
     // Plain data on an unchanged state reports nothing.
     assert_eq!(r.run(&mut server_seg(SYN | ACK), 1), Verdict::Reply(0));
-    assert_eq!(drain(), vec![]);
+    assert_eq!(drain(&mut r.fwd), vec![]);
     assert_eq!(r.run(&mut client_seg(ACK), 0), Verdict::Forward(1));
     assert_eq!(r.run(&mut client_seg(ACK), 0), Verdict::Forward(1));
-    assert_eq!(drain(), vec![(EventKind::State, State::Established)]);
+    assert_eq!(
+        drain(&mut r.fwd),
+        vec![(EventKind::State, State::Established)]
+    );
     assert_eq!(r.run(&mut client_seg(RST), 0), Verdict::Forward(1));
-    assert_eq!(drain(), vec![(EventKind::State, State::Close)]);
+    assert_eq!(drain(&mut r.fwd), vec![(EventKind::State, State::Close)]);
     // A new SYN on the closed entry: the old one expires, a new one starts.
     assert_eq!(r.run(&mut client_seg(SYN), 0), Verdict::Forward(1));
     assert_eq!(
-        drain(),
+        drain(&mut r.fwd),
         vec![
             (EventKind::Expire, State::Close),
             (EventKind::New, State::SynRecv)
