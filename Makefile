@@ -3,10 +3,10 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-# Debian packages the build and the tests need (keepalived: the VRRP
-# interop test's peer).
+# Debian packages the build and the tests need (keepalived and tcpdump: the
+# VRRP tests' peer and advertisement capture).
 DEBS := libdpdk-dev dpdk pkg-config clang libclang-dev iproute2 ethtool \
-        python3 curl iputils-ping procps keepalived
+        python3 curl iputils-ping procps keepalived tcpdump
 # Seconds the demo runs before exiting by itself (unset: until Ctrl-C).
 DEMO_SECONDS ?=
 # Forwarding mode the demo shows: nat, dsr or tunnel.

@@ -449,6 +449,38 @@ impl VrrpPair {
         })
     }
 
+    /// Starts `tcpdump` on the client's interface, recording every VRRP
+    /// advertisement on the segment (the bridge floods them to every port)
+    /// until [`AdvertCapture::finish`].
+    pub fn capture_adverts(&self) -> Result<AdvertCapture> {
+        let dir = self.b_scratch.path();
+        let n = process::unique_id("tcpdump");
+        let out_path = dir.join(format!("{n}.txt"));
+        let err_path = dir.join(format!("{n}.err"));
+        let mut cmd = ns_command(self.topo.client_ns(), "tcpdump");
+        // -tt: seconds since the epoch; -l: line-buffered; proto 112 only.
+        cmd.args(["-i", CLIENT_IF, "-n", "-tt", "-l", "ip proto 112"])
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out_path)?)
+            .stderr(fs::File::create(&err_path)?);
+        let child = detach_child(&mut cmd)
+            .spawn()
+            .context("starting tcpdump (Debian package `tcpdump`)")?;
+        let mut capture = AdvertCapture {
+            child,
+            out_path,
+            err_path,
+        };
+        process::wait_for(Duration::from_secs(10), || {
+            if let Some(status) = capture.child.try_wait()? {
+                bail!("tcpdump exited ({status}): {}", capture.stderr());
+            }
+            Ok(capture.stderr().contains("listening on").then_some(()))
+        })
+        .context("waiting for tcpdump")?;
+        Ok(capture)
+    }
+
     /// Starts `probe.py` in the client namespace: a request to `vip`:80
     /// every `interval`, each with `timeout`, until [`Probe::finish`].
     pub fn start_probe(&self, vip: &str, interval: Duration, timeout: Duration) -> Result<Probe> {
@@ -609,6 +641,105 @@ impl Drop for Keepalived {
             process::warn(format_args!("--- keepalived log ---\n{}", self.log()));
         }
     }
+}
+
+/// A running `tcpdump` of VRRP advertisements; dropping it stops it.
+pub struct AdvertCapture {
+    child: Child,
+    out_path: PathBuf,
+    err_path: PathBuf,
+}
+
+impl AdvertCapture {
+    fn stderr(&self) -> String {
+        fs::read_to_string(&self.err_path).unwrap_or_default()
+    }
+
+    /// Stops the capture and returns the advertisements it saw.
+    pub fn finish(mut self) -> Result<Vec<Advert>> {
+        process::send_signal(self.child.id(), libc::SIGINT)?;
+        process::wait_timeout(&mut self.child, Duration::from_secs(5))?
+            .context("tcpdump did not stop on SIGINT")?;
+        let text = fs::read_to_string(&self.out_path)?;
+        Ok(text.lines().filter_map(Advert::parse).collect())
+    }
+}
+
+impl Drop for AdvertCapture {
+    fn drop(&mut self) {
+        if let Err(e) = process::terminate(&mut self.child, Duration::from_secs(2)) {
+            process::warn(format_args!("stopping tcpdump: {e:#}"));
+        }
+    }
+}
+
+/// One VRRP advertisement as tcpdump prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Advert {
+    /// Seconds since the epoch.
+    pub time: f64,
+    /// The sender's address.
+    pub src: String,
+    /// Its VRID.
+    pub vrid: u8,
+    /// Its priority (0: the sender resigns).
+    pub priority: u8,
+}
+
+impl Advert {
+    /// Parses a line such as `1700000000.123456 IP 10.0.1.1 > 224.0.0.18:
+    /// VRRPv3, Advertisement, vrid 51, prio 200, intvl 10cs, length 12`.
+    pub fn parse(line: &str) -> Option<Advert> {
+        let mut words = line.split_whitespace();
+        let time = words.next()?.parse().ok()?;
+        if words.next()? != "IP" {
+            return None;
+        }
+        let src = words.next()?.to_owned();
+        let field = |name: &str| -> Option<u8> {
+            let rest = line.split(&format!(" {name} ")).nth(1)?;
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        };
+        Some(Advert {
+            time,
+            src,
+            vrid: field("vrid")?,
+            priority: field("prio")?,
+        })
+    }
+}
+
+/// The longest time two routers advertised `vrid` as MASTER at once: each
+/// sender's advertisements (priority 0 left out) are grouped into runs
+/// whose gaps are under three intervals (a MASTER sends one every
+/// interval, a BACKUP none), and the longest overlap of two senders' runs
+/// is returned.
+pub fn longest_dual_master(adverts: &[Advert], vrid: u8, adver_int_cs: u16) -> Duration {
+    let max_gap = 3.0 * f64::from(adver_int_cs) / 100.0;
+    let mut runs: Vec<(&str, f64, f64)> = Vec::new();
+    for advert in adverts.iter().filter(|a| a.vrid == vrid && a.priority > 0) {
+        let open = runs
+            .iter_mut()
+            .rev()
+            .find(|(src, _, _)| *src == advert.src)
+            .filter(|(_, _, end)| advert.time - *end < max_gap);
+        match open {
+            Some(run) => run.2 = advert.time,
+            None => runs.push((&advert.src, advert.time, advert.time)),
+        }
+    }
+    let mut longest = 0.0f64;
+    for (i, a) in runs.iter().enumerate() {
+        for b in &runs[i + 1..] {
+            if a.0 != b.0 {
+                longest = longest.max(a.2.min(b.2) - a.1.max(b.1));
+            }
+        }
+    }
+    Duration::from_secs_f64(longest.max(0.0))
 }
 
 /// SIGKILLs a daemon (no priority-0 advertisement, no cleanup), reaps it,
@@ -866,6 +997,55 @@ mod tests {
         assert_eq!(probe.count_between(0.03, 0.09), (1, 2));
         assert!(probe.gap_across(0.5).is_err());
         assert!(probe.report(0.05).contains("6 requests, 4 answered"));
+    }
+
+    fn advert(time: f64, src: &str, priority: u8) -> Advert {
+        Advert {
+            time,
+            src: src.to_owned(),
+            vrid: 51,
+            priority,
+        }
+    }
+
+    #[test]
+    fn tcpdump_lines_are_parsed() {
+        let line = "1700000000.123456 IP 10.0.1.1 > 224.0.0.18: VRRPv3, Advertisement, \
+                    vrid 51, prio 200, intvl 10cs, length 12";
+        assert_eq!(
+            Advert::parse(line),
+            Some(advert(1_700_000_000.123_456, "10.0.1.1", 200))
+        );
+        assert_eq!(Advert::parse("tcpdump: listening on eth0"), None);
+    }
+
+    #[test]
+    fn dual_mastership_is_the_overlap_of_advert_runs() {
+        let mut adverts: Vec<Advert> = (0..10)
+            .map(|i| advert(f64::from(i) * 0.1, "a", 200))
+            .collect();
+        // b masters from 0.95 s on; a's last advert is at 0.9 s.
+        adverts.extend((0..5).map(|i| advert(0.95 + f64::from(i) * 0.1, "b", 100)));
+        assert_eq!(longest_dual_master(&adverts, 51, 10), Duration::ZERO);
+        // a goes on until 1.2 s: 0.25 s with two masters.
+        adverts.extend((10..13).map(|i| advert(f64::from(i) * 0.1, "a", 200)));
+        adverts.sort_by(|x, y| x.time.total_cmp(&y.time));
+        let both = longest_dual_master(&adverts, 51, 10).as_secs_f64();
+        assert!((both - 0.25).abs() < 1e-9, "{both}");
+        // Priority 0 and other VRIDs do not count; a silence of 0.3 s ends a run.
+        let resign = [
+            advert(0.0, "a", 200),
+            advert(0.5, "b", 100),
+            advert(0.6, "a", 0),
+        ];
+        assert_eq!(longest_dual_master(&resign, 51, 10), Duration::ZERO);
+        let split = [
+            advert(0.0, "a", 200),
+            advert(0.4, "a", 200),
+            advert(0.2, "b", 100),
+        ];
+        assert_eq!(longest_dual_master(&split, 51, 10), Duration::ZERO);
+        assert_eq!(longest_dual_master(&adverts, 52, 10), Duration::ZERO);
     }
 
     #[test]

@@ -5,13 +5,16 @@
 //! is killed, cut off or stopped, and comes back; the time without answers
 //! across each event is measured and printed.
 //!
-//! keepalived 2.2 stands in for B in the last test (interoperability).
+//! keepalived 2.2 stands in for B in one test (interoperability). tcpdump
+//! on the client records the advertisements: two routers may advertise as
+//! MASTER at once for at most one interval.
 //!
 //! The bound on a failover is the issue's: Master_Down_Interval of the
 //! backup (3 * 100 ms + (256 - 100) * 100 / 256 ms = 360.9 ms) + 200 ms.
 //!
 //! Needs root and `target/release/pylon` (or `PYLON_BIN`).
 
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::thread::sleep;
 use std::time::Duration;
@@ -19,9 +22,9 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use pktgen_tests::topology::VIP;
 use pktgen_tests::vrrp_pair::{
-    in_state, kill_hard, master_down_interval_ms, monotonic_s, skew_time_ms, vrid_status,
-    vrrp_status, ProbeRun, ADVERT_INT_CS, A_ADDR, B_ADDR, KEEPALIVED_HTTP_NAME, VIP2, VIRTUAL_MAC,
-    VIRTUAL_MAC2, VRID, VRID2,
+    in_state, kill_hard, longest_dual_master, master_down_interval_ms, monotonic_s, skew_time_ms,
+    vrid_status, vrrp_status, Advert, ProbeRun, ADVERT_INT_CS, A_ADDR, B_ADDR,
+    KEEPALIVED_HTTP_NAME, VIP2, VIRTUAL_MAC, VIRTUAL_MAC2, VRID, VRID2,
 };
 use pktgen_tests::{
     e2e_lock, harmful_drops, preflight, vip_url, worker_counter, Appliance, PylonProcess,
@@ -169,6 +172,34 @@ fn expect_answers(run: &ProbeRun, from: f64, to: f64, what: &str) -> Result<()> 
     Ok(())
 }
 
+/// Fails unless both routers advertised VRID 51 as MASTER (each is MASTER
+/// at some time in the tests that call this), or if they did so at once
+/// for longer than one advertisement interval.
+fn expect_one_master(adverts: &[Advert], what: &str) -> Result<()> {
+    let senders: BTreeSet<&str> = adverts
+        .iter()
+        .filter(|a| a.vrid == VRID && a.priority > 0)
+        .map(|a| a.src.as_str())
+        .collect();
+    let both = longest_dual_master(adverts, VRID, ADVERT_INT_CS);
+    let interval = Duration::from_millis(u64::from(ADVERT_INT_CS) * 10);
+    eprintln!(
+        "{what}: {} advertisements from {senders:?}, two masters at once for at most {:.1} ms",
+        adverts.len(),
+        ms(both)
+    );
+    ensure!(
+        senders.len() == 2,
+        "{what}: advertisements from {senders:?}, expected from both routers"
+    );
+    ensure!(
+        both <= interval,
+        "{what}: two masters advertised at once for {:.1} ms, more than one interval",
+        ms(both)
+    );
+    Ok(())
+}
+
 fn url(vip: &str) -> String {
     format!("http://{vip}/")
 }
@@ -198,6 +229,7 @@ fn sigkill_failover_then_preempting_return() -> Result<()> {
     preflight()?;
     let pair = VrrpPair::new("pvrrpkill")?;
     let (mut a, mut b) = start_pair(&pair, true)?;
+    let capture = pair.capture_adverts()?;
     let probe = pair.start_probe(VIP, PROBE_INTERVAL, PROBE_TIMEOUT)?;
     sleep(SETTLE);
 
@@ -222,6 +254,7 @@ fn sigkill_failover_then_preempting_return() -> Result<()> {
     expect_state(&mut b, "B", "BACKUP")?;
     sleep(SETTLE);
     let run = probe.finish()?;
+    expect_one_master(&capture.finish()?, "SIGKILL and return")?;
 
     let bound = failover_bound();
     let gap = run.gap_across(killed)?;
@@ -273,6 +306,7 @@ fn link_cut_failover_and_return() -> Result<()> {
     preflight()?;
     let pair = VrrpPair::new("pvrrplink")?;
     let (mut a, mut b) = start_pair(&pair, true)?;
+    let capture = pair.capture_adverts()?;
     let probe = pair.start_probe(VIP, PROBE_INTERVAL, PROBE_TIMEOUT)?;
     sleep(SETTLE);
 
@@ -293,6 +327,7 @@ fn link_cut_failover_and_return() -> Result<()> {
     expect_state(&mut a, "A", "MASTER")?;
     sleep(SETTLE);
     let run = probe.finish()?;
+    expect_one_master(&capture.finish()?, "link cut and back")?;
 
     let bound = failover_bound();
     let gap = run.gap_across(cut)?;
@@ -428,6 +463,7 @@ fn keepalived_peer_elects_and_takes_over_both_ways() -> Result<()> {
     );
     let pair = VrrpPair::new("pvrrpka")?;
     let bound = failover_bound();
+    let capture = pair.capture_adverts()?;
 
     // Pylon 200 against keepalived 100: pylon is MASTER.
     let mut a = pair.start(
@@ -564,6 +600,7 @@ fn keepalived_peer_elects_and_takes_over_both_ways() -> Result<()> {
         "via pylon",
     )?;
 
+    expect_one_master(&capture.finish()?, "pylon and keepalived")?;
     let errors = ka.packet_errors();
     ensure!(
         errors.is_empty(),
