@@ -236,7 +236,12 @@ fn run_pktgen_child(args: &Args, stop: &AtomicBool) -> Result<Vec<Vec<Outcome>>>
         .arg(&json)
         .args(["--rounds", &args.rounds.to_string()])
         .args(["--seconds", &args.seconds.to_string()])
-        .env(LOCKED_ENV, "1");
+        .env(LOCKED_ENV, "1")
+        // A fixed mmap threshold: every large allocation (connection
+        // tables) is its own mapping, returned to the kernel when freed,
+        // so the next scenario's VmRSS growth is its own table's, not
+        // memory glibc kept from the last one.
+        .env("MALLOC_MMAP_THRESHOLD_", "131072");
     if args.quick {
         cmd.arg("--quick");
     }
