@@ -344,7 +344,46 @@ pub fn failover_and_failback(sp: &dyn Pair) -> Result<()> {
         "A's installed count: {}",
         stats["sync"]
     );
+    // The clients closed their connections through A: the state changes
+    // reach B, whose copies leave ActiveConn.
+    let closed = b.stats_until(Duration::from_secs(10), |s| active_conns(s) == 0)?;
+    ensure!(
+        active_conns(&closed) == 0,
+        "B still counts active connections after the clients closed: {:?}\nsync: {}",
+        pktgen_tests::server_conns(&closed),
+        closed["sync"]
+    );
+    println!(
+        "B after the clients closed (ActiveConn, InActConn): {:?}",
+        pktgen_tests::server_conns(&closed)
+    );
+    // Nothing was forged, replayed or mangled in this run.
+    let a_end = a.stats()?;
+    for (who, s) in [("A", &a_end), ("B", &closed)] {
+        for reason in [
+            "bad_mac",
+            "replay",
+            "out_of_order",
+            "truncated",
+            "malformed",
+        ] {
+            let n = s["sync"]["drops"][reason].as_u64();
+            ensure!(
+                n == Some(0),
+                "{who} dropped {n:?} as {reason}: {}",
+                s["sync"]
+            );
+        }
+    }
     a.stop_cleanly()?;
     b.stop_cleanly()?;
     Ok(())
+}
+
+/// ActiveConn summed over the real servers of a stats dump.
+fn active_conns(stats: &Value) -> u64 {
+    pktgen_tests::server_conns(stats)
+        .values()
+        .map(|(active, _)| active)
+        .sum()
 }
