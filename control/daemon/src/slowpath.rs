@@ -125,10 +125,18 @@ fn arp(
     // Weak host model, as a Linux director: our addresses (ports, active
     // VIPs, VRRP addresses while MASTER) are answered on every port.
     let for_us = snap.is_local(target);
-    if sender != 0 && info.on_link(sender) {
+    // A frame claiming one of our own addresses (the other VRRP router's
+    // gratuitous ARP for a VIP) teaches us no neighbor.
+    if sender != 0 && info.on_link(sender) && !snap.is_local(sender) {
         nm.learn(sender, source_hardware_addr.0, port, now, for_us);
     }
-    if operation != ArpOperation::Request || !for_us {
+    // A gratuitous ARP (sender = target) announces, it asks nothing. Above
+    // all, the VRRP router taking a VIP over sends them from the virtual
+    // MAC while this MASTER is about to hear its advertisement: a reply
+    // from the virtual MAC here would teach the switches that the MAC is
+    // on this port again, and the VIP's traffic would come here for an
+    // advertisement interval after this router became BACKUP.
+    if operation != ArpOperation::Request || !for_us || sender == target {
         c.arp_ignored += 1;
         return Outcome::Drop;
     }
@@ -329,6 +337,18 @@ mod tests {
         short.truncate(30);
         assert_eq!(handle(&mut slow, &shared, &mut short), Outcome::Drop);
         assert_eq!(slow.counters.malformed, 1);
+    }
+
+    #[test]
+    fn ignores_gratuitous_arp_for_its_own_addresses() {
+        let (mut slow, shared) = setup();
+        for addr in [VIP, PORT_IP] {
+            let mut f = arp_frame(ArpOperation::Request, addr, addr);
+            assert_eq!(handle(&mut slow, &shared, &mut f), Outcome::Drop);
+        }
+        assert_eq!(slow.counters.arp_replies, 0);
+        assert_eq!(slow.counters.arp_ignored, 2);
+        assert!(slow.neighbors.is_empty());
     }
 
     #[test]
