@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! pylon-bench [--quick] [--rounds N] [--seconds S] [--wrk-seconds S]
-//!             [--servers nginx|python] [--skip-real] [--only NAME[:FLOWS]]
-//!             [--out DIR]
+//!             [--servers nginx|python] [--skip-pktgen] [--skip-real]
+//!             [--only NAME[:FLOWS]] [--out DIR]
 //! ```
 //!
 //! 1. Packet rates: runs itself as `pylon-bench pktgen` (a child process,
@@ -53,6 +53,7 @@ struct Args {
     seconds: f64,
     wrk_seconds: u32,
     servers: Servers,
+    skip_pktgen: bool,
     skip_real: bool,
     /// Only the scenarios with this name (and flows before the measurement).
     only: Option<(String, Option<u32>)>,
@@ -71,6 +72,7 @@ fn parse_args() -> Result<Args> {
         seconds: 3.0,
         wrk_seconds: 10,
         servers: Servers::Nginx,
+        skip_pktgen: false,
         skip_real: false,
         only: None,
         out: PathBuf::from("target/bench"),
@@ -95,6 +97,7 @@ fn parse_args() -> Result<Args> {
                     other => bail!("--servers {other}: expected nginx or python"),
                 }
             }
+            "--skip-pktgen" => args.skip_pktgen = true,
             "--skip-real" => args.skip_real = true,
             "--only" => {
                 let v = value()?;
@@ -109,7 +112,8 @@ fn parse_args() -> Result<Args> {
             "-h" | "--help" => {
                 println!(
                     "usage: pylon-bench [--quick] [--rounds N] [--seconds S] [--wrk-seconds S] \
-                     [--servers nginx|python] [--skip-real] [--only NAME[:FLOWS]] [--out DIR]"
+                     [--servers nginx|python] [--skip-pktgen] [--skip-real] [--only NAME[:FLOWS]] \
+                     [--out DIR]"
                 );
                 std::process::exit(0);
             }
@@ -183,7 +187,11 @@ fn run() -> Result<bool> {
         .with_context(|| format!("creating {}", args.out.display()))?;
 
     let started = Instant::now();
-    let rounds = run_pktgen_child(&args, &stop)?;
+    let rounds = if args.skip_pktgen {
+        Vec::new()
+    } else {
+        run_pktgen_child(&args, &stop)?
+    };
     eprintln!("packet rates measured in {:?}", started.elapsed());
     let real_settings = real::Settings {
         servers: args.servers,
