@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -356,8 +357,10 @@ fn ip(ns: &str, args: &[&str]) -> Result<()> {
 
 /// Builds the NAT topology, starts the real servers, and measures both
 /// balancers with short and with persistent connections. The caller holds
-/// the end-to-end lock and has run the harness's preflight.
-pub fn run(settings: &Settings) -> Result<Vec<RealResult>> {
+/// the end-to-end lock and has run the harness's preflight. Gives up
+/// between two runs of wrk once `stop` is set (everything started is
+/// stopped and removed on the way out).
+pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Vec<RealResult>> {
     let mut topo = Topology::new("pbench")?;
     // Short connections: every client port is reused within seconds, the
     // servers keep TIME_WAIT (they close first) and take a new SYN on it
@@ -392,6 +395,9 @@ pub fn run(settings: &Settings) -> Result<Vec<RealResult>> {
             let running = start_balancer(&topo, balancer)?;
             let mut measured = Vec::new();
             for (mode, close) in [("close", true), ("keepalive", false)] {
+                if stop.load(Ordering::Relaxed) {
+                    bail!("interrupted");
+                }
                 wrk(&topo, settings, 2, close).with_context(|| format!("{balancer} warm-up"))?;
                 let out = wrk(&topo, settings, settings.seconds, close)
                     .with_context(|| format!("{balancer}, {mode}"))?;

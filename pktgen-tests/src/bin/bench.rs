@@ -206,7 +206,7 @@ fn run() -> Result<bool> {
         if stop.load(Ordering::Relaxed) {
             bail!("interrupted");
         }
-        real::run(&real_settings)?
+        real::run(&real_settings, &stop)?
     };
     let settings = serde_json::json!({
         "rounds": args.rounds,
