@@ -29,7 +29,8 @@ pub struct FastpathRun {
 
 /// Opens `flows` NAT flows (SYN, SYN-ACK, ACK each), then forwards
 /// `packets` established packets (client data and server replies in turn,
-/// cycling over the flows in scattered order) and times that loop.
+/// each cycling over the flows in scattered order, a flow's reply half a
+/// cycle after its data) and times that loop.
 pub fn run(flows: u32, packets: u64) -> Result<FastpathRun> {
     let table = Table::new(flows.max(1), Timeouts::default())?;
     let shared = Arc::new(Shared::new(snapshot(Mode::Nat), table, 6));
@@ -73,15 +74,16 @@ pub fn run(flows: u32, packets: u64) -> Result<FastpathRun> {
             );
         }
     }
-    let mut order = Stride::scattered(flows);
-    let mut flow = 0;
+    // As the generator's measured phase: a flow's reply half a cycle after
+    // its data.
+    let mut data = Stride::scattered(flows);
+    let mut replies = Stride::scattered_from(flows, flows / 2);
     let started = Instant::now();
     for i in 0..packets {
-        let step = if i % 2 == 0 {
-            flow = order.next_flow();
-            Step::Data
+        let (flow, step) = if i % 2 == 0 {
+            (data.next_flow(), Step::Data)
         } else {
-            Step::DataReply
+            (replies.next_flow(), Step::DataReply)
         };
         let verdict = send(&mut fwd, flow, step, &mut servers);
         ensure!(

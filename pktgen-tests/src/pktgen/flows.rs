@@ -77,6 +77,15 @@ impl Stride {
         Stride { n, step: 1, pos: 0 }
     }
 
+    /// [`Stride::scattered`] from its `skip`-th flow on.
+    pub fn scattered_from(n: u32, skip: u32) -> Stride {
+        let mut order = Stride::scattered(n);
+        if n > 0 {
+            order.pos = ((u64::from(skip) * u64::from(order.step)) % u64::from(n)) as u32;
+        }
+        order
+    }
+
     /// The scattered order over `0..n`; `n` may be 0.
     pub fn scattered(n: u32) -> Stride {
         let mut step = ((u64::from(n) * 618) / 1000).max(1) as u32;
@@ -119,6 +128,10 @@ mod tests {
             }
             assert_eq!(order.next_flow(), 0, "n={n}: the next round starts over");
         }
+        let mut from = Stride::scattered_from(1000, 10);
+        let mut order = Stride::scattered(1000);
+        let tenth = (0..11).map(|_| order.next_flow()).last();
+        assert_eq!(Some(from.next_flow()), tenth);
         let mut order = Stride::sequential(3);
         let seen: Vec<u32> = (0..4).map(|_| order.next_flow()).collect();
         assert_eq!(seen, [0, 1, 2, 0]);

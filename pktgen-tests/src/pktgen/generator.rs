@@ -67,8 +67,9 @@ pub enum Phase {
 /// The measured phase: established traffic, new connections, or a mix.
 #[derive(Clone, Debug)]
 pub struct Timed {
-    /// Steps sent in turn on each established flow (the flows that exist
-    /// when the phase starts), cycling over them in scattered order; empty
+    /// Steps sent in turn, each cycling over the established flows (those
+    /// that exist when the phase starts) in scattered order, the later
+    /// steps of a flow a fraction of a cycle after the earlier ones; empty
     /// for none.
     pub steps: Vec<Step>,
     /// Every `new_every`-th packet opens a new flow instead (0: never;
@@ -169,12 +170,15 @@ enum Source {
     },
     Timed {
         timed: Timed,
-        order: Stride,
+        /// One scattered order per step, each a fraction of a cycle ahead
+        /// of the next: a flow's reply comes half a cycle after its data,
+        /// as replies come an RTT later, with other flows' packets in
+        /// between, not back to back with the request.
+        orders: Vec<Stride>,
         established: bool,
         /// Established packets sent, and how many make a full cycle.
         sent: u64,
         cycle: u64,
-        flow: u32,
         count: u64,
         deadline: u64,
         done: bool,
@@ -186,12 +190,15 @@ impl Source {
         let established = flows > 0 && !timed.steps.is_empty();
         let cycle = u64::from(flows) * timed.steps.len() as u64;
         let deadline = now + (timed.duration.as_secs_f64() * tsc_hz() as f64) as u64;
+        let steps = timed.steps.len() as u64;
+        let orders = (0..steps)
+            .map(|i| Stride::scattered_from(flows, (u64::from(flows) * (steps - i) / steps) as u32))
+            .collect();
         Source::Timed {
-            order: Stride::scattered(flows),
+            orders,
             established,
             sent: 0,
             cycle,
-            flow: 0,
             count: 0,
             deadline,
             done: !established && timed.new_every == 0,
@@ -227,10 +234,9 @@ impl Source {
             }
             Source::Timed {
                 timed,
-                order,
+                orders,
                 established,
                 sent,
-                flow,
                 count,
                 done,
                 ..
@@ -248,13 +254,10 @@ impl Source {
                     *flows += 1;
                     return Some((*flows - 1, Step::Open));
                 }
-                let steps = &timed.steps;
-                let i = (*sent % steps.len() as u64) as usize;
-                if i == 0 {
-                    *flow = order.next_flow();
-                }
+                let i = (*sent % timed.steps.len() as u64) as usize;
                 *sent += 1;
-                steps.get(i).map(|&step| (*flow, step))
+                let flow = orders.get_mut(i)?.next_flow();
+                timed.steps.get(i).map(|&step| (flow, step))
             }
         }
     }
