@@ -73,7 +73,12 @@ fn start_pair(pair: &VrrpPair, preempt: bool) -> Result<(PylonProcess, PylonProc
         Appliance::B,
         &pair.config(Appliance::B, options(B_PRIORITY, preempt))?,
     )?;
-    let b_status = vrrp_status(&expect_state(&mut b, "B", "BACKUP")?)?;
+    // B is BACKUP from its start; it knows its master once A's next
+    // advertisement (at most one interval later) has arrived.
+    let b_stats = b.stats_until(STATE_TIMEOUT, |s| {
+        vrrp_status(s).is_ok_and(|st| st.state == "BACKUP" && st.master.as_deref() == Some(A_ADDR))
+    })?;
+    let b_status = vrrp_status(&b_stats)?;
     ensure!(
         b_status.master.as_deref() == Some(A_ADDR),
         "B is BACKUP under {:?}, expected A ({A_ADDR})",
