@@ -880,29 +880,39 @@ impl ProbeRun {
         ends
     }
 
-    /// The time without answers around `event` (monotonic seconds): from
-    /// the last answer before it to the first answer after it. Fails when
-    /// there is no answer on either side.
-    pub fn gap_across(&self, event: f64) -> Result<Duration> {
+    /// The time without answers that `event` (monotonic seconds) caused:
+    /// the longest gap between consecutive answers from the last answer
+    /// before it until `until` (the next event, or infinity). Not merely
+    /// the gap to the first answer after it: a request sent just before
+    /// the event may still be answered just after it, and the outage
+    /// follows. Fails when there is no answer before the event or none
+    /// between it and `until`.
+    pub fn gap_across(&self, event: f64, until: f64) -> Result<Duration> {
         let ends = self.answer_times();
-        let before = ends.iter().rev().find(|&&t| t <= event);
-        let after = ends.iter().find(|&&t| t > event);
-        match (before, after) {
-            (Some(before), Some(after)) => Ok(Duration::from_secs_f64(after - before)),
-            _ => bail!(
-                "no answer {} the event at {event:.3}:\n{}",
-                if before.is_none() { "before" } else { "after" },
-                self.report(event)
-            ),
-        }
+        let before = ends.iter().any(|&t| t <= event);
+        let after = ends.iter().any(|&t| t > event && t <= until);
+        ensure!(
+            before && after,
+            "no answer {} the event at {event:.3}:\n{}",
+            if before { "after" } else { "before" },
+            self.report(event)
+        );
+        Ok(self.longest_gap(event, until))
     }
 
     /// The longest time without answers from the last answer before `from`
     /// on.
     pub fn longest_gap_after(&self, from: f64) -> Duration {
+        self.longest_gap(from, f64::INFINITY)
+    }
+
+    /// The longest gap between consecutive answers from the last answer
+    /// before `from` to the last one before `until`.
+    fn longest_gap(&self, from: f64, until: f64) -> Duration {
         let ends = self.answer_times();
         let start = ends.partition_point(|&t| t <= from).saturating_sub(1);
-        ends[start..]
+        let end = ends.partition_point(|&t| t <= until);
+        ends[start..end.max(start)]
             .windows(2)
             .map(|w| Duration::from_secs_f64(w[1] - w[0]))
             .max()
@@ -990,12 +1000,18 @@ mod tests {
             (0.08, 0.45, true),
             (0.10, 0.11, true),
         ]);
-        let gap = probe.gap_across(0.05).unwrap();
+        // Answers end at 0.01, 0.03, 0.11, 0.45: the one at 0.11 (sent just
+        // before the event) does not hide the outage after it.
+        let gap = probe.gap_across(0.05, f64::INFINITY).unwrap();
+        assert!((gap.as_secs_f64() - 0.34).abs() < 1e-9, "{gap:?}");
+        let gap = probe.gap_across(0.05, 0.2).unwrap();
         assert!((gap.as_secs_f64() - 0.08).abs() < 1e-9, "{gap:?}");
         let longest = probe.longest_gap_after(0.0);
         assert!((longest.as_secs_f64() - 0.34).abs() < 1e-9, "{longest:?}");
         assert_eq!(probe.count_between(0.03, 0.09), (1, 2));
-        assert!(probe.gap_across(0.5).is_err());
+        assert!(probe.gap_across(0.5, f64::INFINITY).is_err());
+        assert!(probe.gap_across(0.2, 0.3).is_err());
+        assert!(probe.gap_across(0.0, 1.0).is_err());
         assert!(probe.report(0.05).contains("6 requests, 4 answered"));
     }
 

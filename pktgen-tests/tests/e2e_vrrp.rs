@@ -20,6 +20,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use pktgen_tests::process;
 use pktgen_tests::topology::VIP;
 use pktgen_tests::vrrp_pair::{
     in_state, kill_hard, longest_dual_master, master_down_interval_ms, monotonic_s, skew_time_ms,
@@ -272,7 +273,7 @@ fn sigkill_failover_then_preempting_return() -> Result<()> {
     expect_one_master(&capture.finish()?, "SIGKILL and return")?;
 
     let bound = failover_bound();
-    let gap = run.gap_across(killed)?;
+    let gap = run.gap_across(killed, restarted)?;
     let handback = run.longest_gap_after(restarted);
     eprintln!(
         "SIGKILL of the master: {:.1} ms without answers (bound {:.1} ms); \
@@ -345,7 +346,7 @@ fn link_cut_failover_and_return() -> Result<()> {
     expect_one_master(&capture.finish()?, "link cut and back")?;
 
     let bound = failover_bound();
-    let gap = run.gap_across(cut)?;
+    let gap = run.gap_across(cut, restored)?;
     let back = run.longest_gap_after(restored);
     eprintln!(
         "link of the master cut: {:.1} ms without answers (bound {:.1} ms); \
@@ -434,7 +435,7 @@ fn sigterm_master_resigns_with_priority_zero() -> Result<()> {
     // announces itself; allow one advertisement interval and 100 ms on top.
     let skew = skew_time_ms(B_PRIORITY, ADVERT_INT_CS);
     let bound = Duration::from_secs_f64((skew + f64::from(ADVERT_INT_CS) * 10.0 + 100.0) / 1000.0);
-    let gap = run.gap_across(stopped)?;
+    let gap = run.gap_across(stopped, f64::INFINITY)?;
     eprintln!(
         "SIGTERM of the master: {:.1} ms without answers (Skew_Time {skew:.1} ms, bound {:.1} ms)\n{}",
         ms(gap),
@@ -525,7 +526,7 @@ fn keepalived_peer_elects_and_takes_over_both_ways() -> Result<()> {
     let took_back = monotonic_s();
     sleep(SETTLE);
     let run = probe.finish()?;
-    let gap = run.gap_across(killed)?;
+    let gap = run.gap_across(killed, restarted)?;
     let handback = run.longest_gap_after(restarted);
     eprintln!(
         "keepalived takes over from a SIGKILLed pylon: {:.1} ms without answers \
@@ -592,11 +593,12 @@ fn keepalived_peer_elects_and_takes_over_both_ways() -> Result<()> {
     let a_bound = Duration::from_secs_f64(
         (master_down_interval_ms(A_PRIORITY, ADVERT_INT_CS) + 200.0) / 1000.0,
     );
-    let gap = run.gap_across(cut)?;
+    let gap = run.gap_across(cut, f64::INFINITY)?;
     eprintln!(
-        "pylon takes over from keepalived cut off: {:.1} ms without answers (bound {:.1} ms)",
+        "pylon takes over from keepalived cut off: {:.1} ms without answers (bound {:.1} ms)\n{}",
         ms(gap),
-        ms(a_bound)
+        ms(a_bound),
+        run.report(cut)
     );
     ensure!(
         gap <= a_bound,
@@ -699,7 +701,7 @@ fn two_vips_each_appliance_masters_one() -> Result<()> {
     let (run1, run2) = (probe1.finish()?, probe2.finish()?);
 
     let bound = failover_bound();
-    let gap = run1.gap_across(killed)?;
+    let gap = run1.gap_across(killed, f64::INFINITY)?;
     let undisturbed = run2.longest_gap_after(killed - SETTLE.as_secs_f64());
     eprintln!(
         "two VIPs, A killed: {:.1} ms without answers for A's VIP (bound {:.1} ms), \
@@ -749,4 +751,63 @@ fn two_vips_each_appliance_masters_one() -> Result<()> {
         after - before
     );
     b.stop_cleanly()
+}
+
+/// Tracking and notify: A tracks its own port (`track_ports`, weight 0)
+/// and runs a notify command for each state. Its link cut: A enters FAULT
+/// (B takes over); link back: A starts again as BACKUP and preempts. The
+/// notify commands ran for each state in order, the start's BACKUP first.
+#[test]
+fn tracked_port_down_is_fault_and_notify_runs() -> Result<()> {
+    let _lock = e2e_lock()?;
+    preflight()?;
+    let pair = VrrpPair::new("pvrrptrack")?;
+    let notified = pair.topology().dir().join("notify.log");
+    let notify = |state: &str| {
+        format!(
+            "notify_{state} = \"echo \\\"$1 $2\\\" >> {}\"\n",
+            notified.display()
+        )
+    };
+    // The keys below join the last table of the config, its [[vrrp]].
+    let config = pair.config(Appliance::A, options(A_PRIORITY, true))?
+        + "track_ports = [{ port = \"lan\" }]\n"
+        + &notify("master")
+        + &notify("backup")
+        + &notify("fault");
+    let mut a = pair.start(Appliance::A, &config)?;
+    expect_state(&mut a, "A", "MASTER")?;
+    let mut b = pair.start(
+        Appliance::B,
+        &pair.config(Appliance::B, options(B_PRIORITY, true))?,
+    )?;
+    expect_state(&mut b, "B", "BACKUP")?;
+
+    pair.set_link(Appliance::A, false)?;
+    expect_reason(&mut a, "A", "FAULT", "tracked port or service down")?;
+    expect_state(&mut b, "B", "MASTER")?;
+    pair.set_link(Appliance::A, true)?;
+    expect_reason(&mut a, "A", "MASTER", "preempted lower-priority master")?;
+    expect_state(&mut b, "B", "BACKUP")?;
+    expect_served_by(&pair, ("A", &mut a), ("B", &mut b), 50)?;
+
+    let log = process::wait_for(STATE_TIMEOUT, || {
+        let log = std::fs::read_to_string(&notified).unwrap_or_default();
+        Ok((log.lines().count() >= 5).then_some(log))
+    })
+    .with_context(|| format!("notify commands wrote {notified:?}"))?;
+    let states: Vec<&str> = log.lines().collect();
+    ensure!(
+        states
+            == [
+                "BACKUP 51",
+                "MASTER 51",
+                "FAULT 51",
+                "BACKUP 51",
+                "MASTER 51"
+            ],
+        "notify commands ran as {states:?}"
+    );
+    b.stop_cleanly()?;
+    a.stop_cleanly()
 }

@@ -129,6 +129,25 @@ fn af_packet_qpairs(args: &mut [String], qpairs: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// `/sys/class/net/<iface>/carrier` of a `net_af_packet` device string
+/// (`net_af_packet0,iface=eth1`).
+fn kernel_carrier(device: &str) -> Option<PathBuf> {
+    let iface = device.split(',').find_map(|kv| kv.strip_prefix("iface="))?;
+    Some(Path::new("/sys/class/net").join(iface).join("carrier"))
+}
+
+/// Whether a port's link is up, for `track_ports`: what the driver
+/// reports and, given the kernel interface's carrier file, that carrier
+/// too. The af_packet driver reports its link up from start to stop
+/// whatever the interface does, so only the kernel knows a cut cable; the
+/// file cannot be read while the interface is down (administratively),
+/// which counts as down as well.
+fn link_up(port: &Port, carrier: Option<&Path>) -> bool {
+    port.link_up()
+        && carrier
+            .is_none_or(|path| std::fs::read_to_string(path).is_ok_and(|state| state.trim() == "1"))
+}
+
 fn timeouts(cfg: &Config) -> Timeouts {
     let t = &cfg.timeouts;
     let ms = |s: u32| s.saturating_mul(1000);
@@ -167,6 +186,7 @@ pub fn run(cfg: &Config, path: &Path) -> Result<(), Error> {
     let mut ports = Ports(Vec::new());
     let mut infos = Vec::new();
     let mut spare_rx = Vec::new();
+    let mut carriers = Vec::new();
     for p in &cfg.ports {
         let port = Port::by_name(p.dpdk_name())?;
         let dev = port.info()?;
@@ -193,6 +213,7 @@ pub fn run(cfg: &Config, path: &Path) -> Result<(), Error> {
             vmacs: Vec::new(),
         });
         spare_rx.push(spare);
+        carriers.push(spare.then(|| kernel_carrier(&p.device)).flatten());
         ports.0.push((p.name.clone(), port));
     }
 
@@ -343,6 +364,7 @@ pub fn run(cfg: &Config, path: &Path) -> Result<(), Error> {
             ),
         },
         ports: &ports.0,
+        carriers,
         worker_counters: &worker_counters,
         sync,
     };
@@ -373,6 +395,9 @@ struct Control<'a> {
     worker: Worker,
     slow: SlowPath,
     ports: &'a [(String, Port)],
+    /// Per port, the kernel interface's carrier file for `net_af_packet`
+    /// ports (see [`link_up`]).
+    carriers: Vec<Option<PathBuf>>,
     worker_counters: &'a [(u32, Arc<WorkerCounters>)],
     /// The sync thread, with `[sync]`.
     sync: Option<Sync>,
@@ -583,10 +608,16 @@ impl Control<'_> {
     /// Periodic work: connection expiry, ARP probes, VRRP tracking.
     fn tick(&mut self, now: u32) {
         let ports = self.ports;
+        let carriers = &self.carriers;
         let pool = &self.pool;
         self.vrrp.track(
             self.shared.clock.now_ms64(),
-            |name| ports.iter().any(|(n, p)| n == name && p.link_up()),
+            |name| {
+                ports
+                    .iter()
+                    .zip(carriers)
+                    .any(|((n, p), carrier)| n == name && link_up(p, carrier.as_deref()))
+            },
             |name| {
                 pool.services
                     .iter()
@@ -669,6 +700,15 @@ mod tests {
         af_packet_qpairs(&mut a, 3).unwrap();
         assert_eq!(a[2], "net_af_packet0,iface=x,qpairs=3");
         assert_eq!(a[4], "net_ring0");
+    }
+
+    #[test]
+    fn af_packet_carrier_file_from_the_device_string() {
+        assert_eq!(
+            kernel_carrier("net_af_packet0,iface=lb-c,qpairs=2"),
+            Some(PathBuf::from("/sys/class/net/lb-c/carrier"))
+        );
+        assert_eq!(kernel_carrier("net_af_packet0"), None);
     }
 
     #[test]
