@@ -269,35 +269,35 @@ impl Default for Timeouts {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const SYN: TcpFlags = TcpFlags {
+    pub(crate) const SYN: TcpFlags = TcpFlags {
         syn: true,
         ack: false,
         fin: false,
         rst: false,
     };
-    const SYN_ACK: TcpFlags = TcpFlags {
+    pub(crate) const SYN_ACK: TcpFlags = TcpFlags {
         syn: true,
         ack: true,
         fin: false,
         rst: false,
     };
-    const ACK: TcpFlags = TcpFlags {
+    pub(crate) const ACK: TcpFlags = TcpFlags {
         syn: false,
         ack: true,
         fin: false,
         rst: false,
     };
-    const FIN_ACK: TcpFlags = TcpFlags {
+    pub(crate) const FIN_ACK: TcpFlags = TcpFlags {
         syn: false,
         ack: true,
         fin: true,
         rst: false,
     };
-    const RST: TcpFlags = TcpFlags {
+    pub(crate) const RST: TcpFlags = TcpFlags {
         syn: false,
         ack: false,
         fin: false,

@@ -1,4 +1,6 @@
 use super::*;
+// TCP flag combinations shared with the state-machine tests.
+use crate::state::tests::{ACK, FIN_ACK, RST, SYN, SYN_ACK};
 use crate::state::{initial_state, is_active};
 use proptest::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -6,37 +8,6 @@ use std::sync::atomic::Ordering::Relaxed;
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
-
-const SYN: TcpFlags = TcpFlags {
-    syn: true,
-    ack: false,
-    fin: false,
-    rst: false,
-};
-const SYN_ACK: TcpFlags = TcpFlags {
-    syn: true,
-    ack: true,
-    fin: false,
-    rst: false,
-};
-const ACK: TcpFlags = TcpFlags {
-    syn: false,
-    ack: true,
-    fin: false,
-    rst: false,
-};
-const FIN_ACK: TcpFlags = TcpFlags {
-    syn: false,
-    ack: true,
-    fin: true,
-    rst: false,
-};
-const RST: TcpFlags = TcpFlags {
-    syn: false,
-    ack: false,
-    fin: false,
-    rst: true,
-};
 
 /// Distinct small timeouts so each state's own value is what fires.
 fn test_timeouts() -> Timeouts {
