@@ -1,7 +1,8 @@
 //! The packet generator against Pylon's real worker loop through ring
 //! ports (testing ladder step 2): small runs of every kind of scenario in
 //! which every packet sent must come back rewritten as the forwarding mode
-//! says, fully checked, or be counted by the worker as dropped. Rates are
+//! says, fully checked, or be counted by the worker as dropped; with sync,
+//! every connection must reach the backup's table. Rates are
 //! printed, never asserted.
 //!
 //! One test, because DPDK's EAL initialises once per process. Needs root.
@@ -27,7 +28,22 @@ fn every_packet_is_accounted_for() -> Result<()> {
     let scenarios = [
         ("baseline", 2_000, Kind::Baseline),
         ("nat_established", 2_000, Kind::NatEstablished),
-        ("nat_new", 0, Kind::NatNew { max_flows: 4_000 }),
+        (
+            "nat_new",
+            0,
+            Kind::NatNew {
+                max_flows: 4_000,
+                sync: false,
+            },
+        ),
+        (
+            "nat_new_sync",
+            0,
+            Kind::NatNew {
+                max_flows: 4_000,
+                sync: true,
+            },
+        ),
         ("dsr_established", 2_000, Kind::DsrEstablished),
         ("mixed", 2_000, Kind::Mixed { max_new: 1_000 }),
     ];
@@ -59,6 +75,16 @@ fn every_packet_is_accounted_for() -> Result<()> {
             outcome.full_checks,
             outcome.received
         );
+        if let Some(sync) = &outcome.sync {
+            // Few enough for the queue and the rate bound: every
+            // connection reached the backup's table, once.
+            let installed = sync["backup"]["installed"].as_u64();
+            ensure!(
+                installed == Some(u64::from(outcome.flows)),
+                "{name}: the backup installed {installed:?} of {} connections: {sync}",
+                outcome.flows
+            );
+        }
         if let Some(split) = outcome.split {
             // Every flow reached one of the three real servers.
             ensure!(

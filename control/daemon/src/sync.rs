@@ -25,7 +25,7 @@ use pylon_dataplane::forward::release;
 use pylon_dataplane::shared::Shared;
 use pylon_dataplane::snapshot::{Mode, Snapshot};
 use pylon_sync::digest::{digest, ServiceDesc};
-use pylon_sync::{Config, Digest, Endpoint, Event, Key, Kind, Reject, SyncConn};
+use pylon_sync::{Config, Digest, Endpoint, Event, Key, Kind, Reject, ResyncReason, SyncConn};
 use serde_json::{json, Map, Value};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{ErrorKind, Read};
@@ -41,6 +41,11 @@ use tracing::{debug, info, warn};
 const POLL_MS: u64 = 5;
 /// How often the stats shown in the dump are refreshed.
 const PUBLISH_MS: u64 = 100;
+/// Datagrams read per loop round at most.
+const RECV_BATCH: usize = 256;
+/// Receive buffer asked for (the kernel caps it at `net.core.rmem_max`):
+/// room for a burst of peer datagrams while the thread walks the table.
+const RCVBUF: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -138,6 +143,10 @@ fn bind(cfg: &SyncConfig) -> Result<UdpSocket, SyncError> {
     if let Some(dev) = &cfg.interface {
         socket.bind_device(Some(dev.as_bytes())).map_err(err)?;
     }
+    // Best effort: a smaller buffer only means more resyncs under load.
+    if let Err(e) = socket.set_recv_buffer_size(RCVBUF) {
+        debug!("sync: SO_RCVBUF: {e}");
+    }
     socket.bind(&SockAddr::from(cfg.listen)).map_err(err)?;
     let socket: UdpSocket = socket.into();
     socket
@@ -192,6 +201,7 @@ impl Sync {
             installed: Installed::default(),
             last_publish: 0,
             digest: None,
+            queue_overflows: 0,
         };
         let thread = std::thread::Builder::new()
             .name("pylon-sync".into())
@@ -257,21 +267,16 @@ struct Runner {
     installed: Installed,
     last_publish: u64,
     digest: Option<Digest>,
+    /// Times a worker's event queue was found full.
+    queue_overflows: u64,
 }
 
 impl Runner {
     fn run(&mut self) {
         let mut buf = vec![0u8; 65536];
         while !self.common.stop.load(Relaxed) {
-            match self.socket.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    let now = self.shared.clock.now_ms64();
-                    if let Err(r) = self.endpoint.handle(now, from, &buf[..n]) {
-                        log_reject(r, from);
-                    }
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => debug!("sync: recv: {e}"),
+            if self.receive(&mut buf) {
+                self.receive_queued(&mut buf);
             }
             let now = self.shared.clock.now_ms64();
             self.drain_queues(now);
@@ -298,6 +303,42 @@ impl Runner {
         self.publish();
     }
 
+    /// One datagram, waiting up to [`POLL_MS`]; false when none came.
+    fn receive(&mut self, buf: &mut [u8]) -> bool {
+        match self.socket.recv_from(buf) {
+            Ok((n, from)) => {
+                let now = self.shared.clock.now_ms64();
+                if let Err(r) = self.endpoint.handle(now, from, &buf[..n]) {
+                    log_reject(r, from);
+                }
+                true
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
+            Err(e) => {
+                debug!("sync: recv: {e}");
+                false
+            }
+        }
+    }
+
+    /// Up to [`RECV_BATCH`] more datagrams that are already queued: a
+    /// loop round per datagram would let the socket buffer overflow while
+    /// a peer sends a table, and every datagram lost costs a resync.
+    fn receive_queued(&mut self, buf: &mut [u8]) {
+        if let Err(e) = self.socket.set_nonblocking(true) {
+            debug!("sync: {e}");
+            return;
+        }
+        for _ in 0..RECV_BATCH {
+            if !self.receive(buf) {
+                break;
+            }
+        }
+        if let Err(e) = self.socket.set_nonblocking(false) {
+            warn!("sync: socket back to blocking: {e}");
+        }
+    }
+
     fn check_digest(&mut self, now: u64) {
         let d = *self
             .common
@@ -312,13 +353,22 @@ impl Runner {
         }
     }
 
-    /// The workers' events, as updates for the services we serve.
+    /// The workers' events, as updates for the services we serve. While
+    /// every peer is owed a table walk they stay in the queues (see
+    /// [`Endpoint::updates_superseded`]): the workers keep going, a full
+    /// queue only raises its flag again.
     fn drain_queues(&mut self, now: u64) {
         let snap = self.shared.snapshot.load();
         for q in &self.queues {
             if q.take_overflow() {
-                warn!("sync: a worker's event queue overflowed; sending full tables");
+                self.queue_overflows += 1;
+                if !self.endpoint.updates_superseded() {
+                    warn!("sync: a worker's event queue overflowed; sending full tables");
+                }
                 self.endpoint.resync_all();
+            }
+            if self.endpoint.updates_superseded() {
+                continue;
             }
             while let Some(batch) = q.pop() {
                 for ev in batch.events() {
@@ -357,11 +407,18 @@ impl Runner {
             match ev {
                 Event::Conn { conn, .. } => install(&self.shared, &mut self.installed, &conn),
                 Event::TableRequested { peer, reason } => {
+                    if self.endpoint.updates_superseded() {
+                        // Older than the walk below, which carries them.
+                        for q in &self.queues {
+                            while q.pop().is_some() {}
+                        }
+                    }
                     let snap = self.shared.snapshot.load();
                     let mut rows = Vec::new();
                     let now = self.shared.clock.now_ms();
+                    let served_only = reason != ResyncReason::Startup;
                     self.shared.conns.for_each(now, |c, idle| {
-                        rows.extend(to_wire(&snap, c, Kind::Snapshot, idle, false));
+                        rows.extend(to_wire(&snap, c, Kind::Snapshot, idle, served_only));
                     });
                     info!(
                         peer = %self.peer(peer),
@@ -435,6 +492,7 @@ impl Runner {
             "transfers_sent": s.transfers_sent,
             "transfers_completed": s.transfers_completed,
             "overflows": s.overflows,
+            "queue_overflows": self.queue_overflows,
             "installed": n.installed,
             "updated": n.updated,
             "expired": n.expired,

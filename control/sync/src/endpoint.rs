@@ -65,8 +65,12 @@ pub struct Transmit {
 pub enum Event {
     /// Install, update or remove a connection (by its `kind`).
     Conn { peer: usize, conn: SyncConn },
-    /// The peer wants our whole table: walk it and pass the rows to
-    /// [`Endpoint::send_table`].
+    /// The peer wants our table: walk it and pass the rows to
+    /// [`Endpoint::send_table`]. With reason [`ResyncReason::Startup`] the
+    /// peer has just started and gets every connection we hold (a master
+    /// that restarts before its backup took over gets its connections back
+    /// from the backup); otherwise it lost updates, which carry only the
+    /// connections of services we serve, and gets just those.
     TableRequested { peer: usize, reason: ResyncReason },
     /// A full transfer from the peer arrived complete.
     TransferComplete { peer: usize, entries: u32 },
@@ -151,6 +155,11 @@ struct Peer {
     /// Nonce of a table request handed to the caller and not yet answered
     /// with [`Endpoint::send_table`].
     awaiting_table: Option<u64>,
+    /// Updates were lost on our side while a transfer to this peer was
+    /// running: another transfer follows it (instead of restarting it, so
+    /// that a sender losing updates all the time still completes one and
+    /// walks its table once per transfer, not once per loss).
+    again: bool,
     config_match: Option<bool>,
 }
 
@@ -170,6 +179,8 @@ pub struct Endpoint {
     /// Small messages waiting for tokens, before updates and chunks.
     outbox: VecDeque<(usize, Message)>,
     next_peer: usize,
+    /// Whether a transfer chunk goes before the next queued message.
+    chunk_turn: bool,
     events: VecDeque<Event>,
     stats: Stats,
     local_digest: Option<Digest>,
@@ -217,6 +228,7 @@ impl Endpoint {
                     incoming: None,
                     outgoing: None,
                     awaiting_table: None,
+                    again: false,
                     config_match: None,
                 })
                 .collect(),
@@ -224,6 +236,7 @@ impl Endpoint {
             pending_since: None,
             outbox: VecDeque::new(),
             next_peer: 0,
+            chunk_turn: false,
             events: VecDeque::new(),
             stats: Stats::default(),
             local_digest: None,
@@ -317,19 +330,40 @@ impl Endpoint {
         self.pending.push_back(conn);
     }
 
+    /// True while every peer is owed a full transfer that has not been
+    /// read yet: any update now would only precede rows that carry the
+    /// same or a newer state, so the caller may leave its events unread
+    /// until it walks its table (and then drop what it left: it is older
+    /// than the walk). This is what keeps an appliance opening connections
+    /// faster than `max_rate` allows to sync cheap: one table walk per
+    /// transfer instead of converting every event.
+    pub fn updates_superseded(&self) -> bool {
+        !self.peers.is_empty()
+            && self
+                .peers
+                .iter()
+                .all(|p| p.again || p.awaiting_table.is_some())
+    }
+
     /// Offers every peer a full transfer (updates were lost on our side:
     /// a worker's event queue overflowed, or the pending queue did). The
-    /// caller answers the [`Event::TableRequested`] events.
+    /// caller answers the [`Event::TableRequested`] events. A peer with a
+    /// transfer running gets the new one when that one ends.
     pub fn resync_all(&mut self) {
         for peer in 0..self.peers.len() {
             let p = &mut self.peers[peer];
-            if p.awaiting_table.is_none() {
-                p.awaiting_table = Some(0);
-                self.events.push_back(Event::TableRequested {
-                    peer,
-                    reason: ResyncReason::Gap,
-                });
+            if p.awaiting_table.is_some() {
+                continue;
             }
+            if p.outgoing.is_some() {
+                p.again = true;
+                continue;
+            }
+            p.awaiting_table = Some(0);
+            self.events.push_back(Event::TableRequested {
+                peer,
+                reason: ResyncReason::Gap,
+            });
         }
     }
 
@@ -356,6 +390,8 @@ impl Endpoint {
             return;
         };
         let nonce = p.awaiting_table.take().unwrap_or(0);
+        // This table carries whatever was lost before it was read.
+        p.again = false;
         p.outgoing = Some(Outgoing {
             nonce,
             transfer,
@@ -381,6 +417,14 @@ impl Endpoint {
     }
 
     fn request_resync(&mut self, peer: usize, reason: ResyncReason) {
+        // Until our startup sync is over every request asks for a whole
+        // table, whatever went wrong with the last one (see
+        // [`Event::TableRequested`]).
+        let reason = if self.startup_done {
+            reason
+        } else {
+            ResyncReason::Startup
+        };
         let nonce = splitmix(&mut self.rng);
         let Some(p) = self.peers.get_mut(peer) else {
             return;
@@ -630,20 +674,16 @@ impl Endpoint {
     }
 
     /// The next datagram to send now, if the rate bound allows one: queued
-    /// control messages first, then batched updates (to every peer), then
-    /// full-transfer chunks, peers taking turns.
+    /// control messages and batched updates (to every peer) in order, and
+    /// full-transfer chunks (peers taking turns) alternating with them
+    /// while both wait, so that neither starves the other when the rate
+    /// bound is reached.
     pub fn poll_transmit(&mut self, now: u64) -> Option<Transmit> {
         self.refill(now);
         if self.tokens < 1000 {
             return None;
         }
-        if self.outbox.is_empty() {
-            self.batch_updates(now);
-        }
-        let (peer, msg) = match self.outbox.pop_front() {
-            Some(m) => m,
-            None => self.next_chunk()?,
-        };
+        let (peer, msg) = self.next_message(now)?;
         self.tokens -= 1000;
         let p = &mut self.peers[peer];
         p.tx_seq += 1;
@@ -659,6 +699,25 @@ impl Endpoint {
             to: p.addr,
             datagram,
         })
+    }
+
+    fn next_message(&mut self, now: u64) -> Option<(usize, Message)> {
+        if self.chunk_turn {
+            if let Some(m) = self.next_chunk() {
+                self.chunk_turn = false;
+                return Some(m);
+            }
+        }
+        if self.outbox.is_empty() {
+            self.batch_updates(now);
+        }
+        match self.outbox.pop_front() {
+            Some(m) => {
+                self.chunk_turn = true;
+                Some(m)
+            }
+            None => self.next_chunk(),
+        }
     }
 
     /// Moves one batch of updates to the outbox, once per peer, when the
@@ -711,8 +770,16 @@ impl Endpoint {
                     chunks: out.chunk,
                     entries: out.rows.len() as u32,
                 };
-                self.peers[peer].outgoing = None;
+                let p = &mut self.peers[peer];
+                p.outgoing = None;
                 self.stats.transfers_sent += 1;
+                if std::mem::take(&mut p.again) {
+                    p.awaiting_table = Some(0);
+                    self.events.push_back(Event::TableRequested {
+                        peer,
+                        reason: ResyncReason::Gap,
+                    });
+                }
                 msg
             };
             return Some((peer, msg));

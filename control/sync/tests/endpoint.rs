@@ -487,3 +487,51 @@ fn updates_older_than_a_table_go_out_before_it() {
         .collect();
     assert_eq!(nine, vec![Kind::New, Kind::Snapshot]);
 }
+
+#[test]
+fn under_overload_a_transfer_completes_and_one_more_follows() {
+    // 100 datagrams/s: updates pour in far faster than they can leave.
+    let mut a = Box_::new(1, 2, 100);
+    let mut b = Box_::new(2, 1, 100);
+    run(&mut a, &mut b, 0, 2000, |_| true);
+    a.table = (0..2_000).map(|p| conn(p, Kind::Snapshot)).collect();
+    let mut port = 10_000u16;
+    let mut walks = 0;
+    for now in 2000..4000 {
+        // 200 updates per millisecond: the pending queue overflows every
+        // third of a second, a worker's queue would too.
+        for _ in 0..200 {
+            a.ep.push_update(now, conn(port, Kind::New));
+            port = port.wrapping_add(1).max(10_000);
+        }
+        a.drive(now);
+        walks += a
+            .events
+            .drain(..)
+            .filter(|e| matches!(e, Event::TableRequested { .. }))
+            .count();
+        b.drive(now);
+        for t in a.transmit(now) {
+            let _ = b.ep.handle(now, a.addr, &t.datagram);
+        }
+        for t in b.transmit(now) {
+            let _ = a.ep.handle(now, b.addr, &t.datagram);
+        }
+    }
+    let overflows = a.ep.stats().overflows;
+    assert!(overflows >= 5, "{overflows} overflows");
+    // 2,000 rows are 38 chunks, sent at about half the rate: each
+    // transfer runs to its end and the one it owed starts then; none is
+    // restarted by the overflows meanwhile.
+    let sent = a.ep.stats().transfers_sent;
+    assert!(sent >= 2, "{sent} transfers completed");
+    assert!(
+        walks as u64 <= sent + 1 && (walks as u64) < overflows,
+        "{walks} table walks for {sent} transfers and {overflows} overflows"
+    );
+    let table_rows = b.conns.iter().filter(|c| c.kind == Kind::Snapshot).count();
+    assert!(table_rows >= 2_000, "{table_rows} rows arrived");
+    // Updates kept flowing meanwhile, in about half of the datagrams.
+    let updates = b.conns.iter().filter(|c| c.kind == Kind::New).count();
+    assert!(updates >= 40 * 54, "{updates} updates arrived");
+}

@@ -325,6 +325,13 @@ fn targets(scenarios: &[ScenarioRow], bytes: &[BytesPerConn], real: &[RealResult
             0.25,
         ),
         at_least(
+            "nat_new with connection sync / without (the master's rate)",
+            find("nat_new", None)
+                .zip(find("nat_new_sync", None))
+                .map(|(off, on)| round3(on.mpps / off.mpps)),
+            0.9,
+        ),
+        at_least(
             "nat_established 10M flows / 1M flows (costs at most a third)",
             one_m.zip(ten_m).map(|(a, b)| round3(b.mpps / a.mpps)),
             round3(2.0 / 3.0),
@@ -405,6 +412,7 @@ pub fn svg(results: &Results) -> String {
             "baseline" => "#888888",
             "nat_established" => "#2b6cb0",
             "nat_new" => "#c05621",
+            "nat_new_sync" => "#dd6b20",
             "dsr_established" => "#2f855a",
             _ => "#6b46c1",
         };

@@ -3,7 +3,7 @@
 //! ```text
 //! pylon-bench [--quick] [--rounds N] [--seconds S] [--wrk-seconds S]
 //!             [--servers nginx|python] [--skip-pktgen] [--skip-real]
-//!             [--only NAME[:FLOWS]] [--out DIR]
+//!             [--only NAME[:FLOWS][,...]] [--out DIR]
 //! ```
 //!
 //! 1. Packet rates: runs itself as `pylon-bench pktgen` (a child process,
@@ -55,8 +55,9 @@ struct Args {
     servers: Servers,
     skip_pktgen: bool,
     skip_real: bool,
-    /// Only the scenarios with this name (and flows before the measurement).
-    only: Option<(String, Option<u32>)>,
+    /// Only the scenarios with these names (and flows before the
+    /// measurement); all when empty.
+    only: Vec<(String, Option<u32>)>,
     out: PathBuf,
 }
 
@@ -74,7 +75,7 @@ fn parse_args() -> Result<Args> {
         servers: Servers::Nginx,
         skip_pktgen: false,
         skip_real: false,
-        only: None,
+        only: Vec::new(),
         out: PathBuf::from("target/bench"),
     };
     let mut it = std::env::args().skip(1);
@@ -100,19 +101,20 @@ fn parse_args() -> Result<Args> {
             "--skip-pktgen" => args.skip_pktgen = true,
             "--skip-real" => args.skip_real = true,
             "--only" => {
-                let v = value()?;
-                args.only = Some(match v.split_once(':') {
-                    Some((name, flows)) => {
-                        (name.to_owned(), Some(flows.parse().context("--only")?))
-                    }
-                    None => (v, None),
-                });
+                for v in value()?.split(',') {
+                    args.only.push(match v.split_once(':') {
+                        Some((name, flows)) => {
+                            (name.to_owned(), Some(flows.parse().context("--only")?))
+                        }
+                        None => (v.to_owned(), None),
+                    });
+                }
             }
             "--out" => args.out = PathBuf::from(value()?),
             "-h" | "--help" => {
                 println!(
                     "usage: pylon-bench [--quick] [--rounds N] [--seconds S] [--wrk-seconds S] \
-                     [--servers nginx|python] [--skip-pktgen] [--skip-real] [--only NAME[:FLOWS]] \
+                     [--servers nginx|python] [--skip-pktgen] [--skip-real] [--only NAME[:FLOWS][,...]] \
                      [--out DIR]"
                 );
                 std::process::exit(0);
@@ -253,9 +255,13 @@ fn run_pktgen_child(args: &Args, stop: &AtomicBool) -> Result<Vec<Vec<Outcome>>>
     if args.quick {
         cmd.arg("--quick");
     }
-    if let Some((name, flows)) = &args.only {
-        let only = flows.map_or(name.clone(), |f| format!("{name}:{f}"));
-        cmd.args(["--only", &only]);
+    if !args.only.is_empty() {
+        let only: Vec<String> = args
+            .only
+            .iter()
+            .map(|(name, flows)| flows.map_or(name.clone(), |f| format!("{name}:{f}")))
+            .collect();
+        cmd.args(["--only", &only.join(",")]);
     }
     let mut child = cmd.spawn().context("starting pylon-bench pktgen")?;
     let prefix = format!("{PREFIX}{}", child.id());
@@ -298,9 +304,11 @@ fn pktgen_child(args: &Args) -> Result<()> {
     for round in 1..=args.rounds {
         let mut outcomes = Vec::new();
         let wanted = |sc: &scenario::Scenario| {
-            args.only.as_ref().map_or(true, |(name, flows)| {
-                sc.name == name && flows.map_or(true, |f| f == sc.flows)
-            })
+            args.only.is_empty()
+                || args
+                    .only
+                    .iter()
+                    .any(|(name, flows)| sc.name == name && flows.map_or(true, |f| f == sc.flows))
         };
         for sc in scenario::standard(args.quick).into_iter().filter(wanted) {
             let started = Instant::now();

@@ -13,7 +13,7 @@
 //! packet of the setup and verification passes and on a sample in the
 //! measured phase) and keeps the books: every packet sent is received or
 //! counted by the worker as dropped. [`scenario`] lists what `make bench`
-//! measures; [`fastpath`] runs the worker's per-packet code alone, for
+//! measures; [`sync_pair`] adds connection sync to a scenario; [`fastpath`] runs the worker's per-packet code alone, for
 //! profilers.
 
 pub mod fastpath;
@@ -22,6 +22,7 @@ pub mod frames;
 pub mod generator;
 pub mod rig;
 pub mod scenario;
+pub mod sync_pair;
 
 pub use rig::Rig;
 pub use scenario::{Outcome, Scenario, Settings};

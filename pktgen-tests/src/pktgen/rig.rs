@@ -24,15 +24,15 @@ use pylon_dpdk::{
 
 use super::generator::{GenPort, Generator, Report};
 
-/// Mbufs in the pool: the rings' capacity, the generator's stash and
+/// Mbufs in the pool: the generator's packets in flight, its stash and
 /// bursts, with room to spare.
-const MBUFS: u32 = 16 * 1024 - 1;
+const MBUFS: u32 = 64 * 1024 - 1;
 const MBUF_CACHE: u32 = 256;
 /// Slots per ring; the generator keeps fewer packets than this in flight.
-const RING_SIZE: u32 = 2048;
+const RING_SIZE: u32 = 32768;
 /// EAL memory (`--no-huge -m`): the mbuf pool and the rings. The
 /// connection table is ordinary heap memory.
-const EAL_MEMORY_MB: u32 = 256;
+const EAL_MEMORY_MB: u32 = 512;
 
 /// What runs on the worker lcore.
 pub enum Forwarder {

@@ -20,6 +20,7 @@ use super::flows::{Proto, MAX_FLOWS};
 use super::frames::{self, Step};
 use super::generator::{rss_bytes, Expect, Generator, Phase, PhaseReport, Timed, UNKNOWN};
 use super::rig::{Forwarder, MacSwap, Rig};
+use super::sync_pair::{backup_snapshot, SyncPair};
 
 /// What a scenario measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +30,9 @@ pub enum Kind {
     /// NAT, established flows: client data and server replies in turn.
     NatEstablished,
     /// NAT, every packet opens a new connection (scheduling + insertion),
-    /// up to `max_flows` of them.
-    NatNew { max_flows: u32 },
+    /// up to `max_flows` of them; with `sync`, the forwarder reports them
+    /// to a sync thread sending them to a backup (see [`super::sync_pair`]).
+    NatNew { max_flows: u32, sync: bool },
     /// Direct routing, established flows (client data only: replies
     /// bypass the load balancer).
     DsrEstablished,
@@ -81,6 +83,15 @@ pub fn standard(quick: bool) -> Vec<Scenario> {
             flows: 0,
             kind: Kind::NatNew {
                 max_flows: n(4_000_000, 200_000),
+                sync: false,
+            },
+        },
+        Scenario {
+            name: "nat_new_sync",
+            flows: 0,
+            kind: Kind::NatNew {
+                max_flows: n(4_000_000, 200_000),
+                sync: true,
             },
         },
         Scenario {
@@ -142,6 +153,9 @@ pub struct Outcome {
     pub errors: Vec<String>,
     /// Flows per real server (rs1, rs2, rs3; weights 1, 2, 3).
     pub split: Option<[u64; 3]>,
+    /// With connection sync: the master's and the backup's sync stats.
+    #[serde(default)]
+    pub sync: Option<serde_json::Value>,
     /// sent == received + drops + to_control, the worker's own counters
     /// agree, and no check failed.
     pub verified: bool,
@@ -288,7 +302,7 @@ pub fn run(rig: &Rig, scenario: &Scenario, settings: &Settings) -> Result<Outcom
             flows,
             [&nat_setup[..], &[Phase::Rss, established()], &nat_close].concat(),
         ),
-        Kind::NatNew { max_flows } => (
+        Kind::NatNew { max_flows, .. } => (
             Expect::Nat,
             Some(Mode::Nat),
             max_flows,
@@ -336,6 +350,8 @@ pub fn run(rig: &Rig, scenario: &Scenario, settings: &Settings) -> Result<Outcom
 
     let counters = Arc::new(WorkerCounters::default());
     let (rx, tx) = rig.worker_queues()?;
+    let sync = matches!(scenario.kind, Kind::NatNew { sync: true, .. });
+    let mut sync_pair = None;
     let (forwarder, table) = match mode {
         None => (
             Forwarder::Swap(Box::new(MacSwap::new(rx, tx, Arc::clone(&counters)))),
@@ -345,8 +361,14 @@ pub fn run(rig: &Rig, scenario: &Scenario, settings: &Settings) -> Result<Outcom
             let table = Table::new(max_flows.max(1), Timeouts::default())?;
             let shared = Arc::new(Shared::new(snapshot(mode), table, 6));
             shared.neighbors.publish(neighbors());
+            let mut fwd = PylonForwarder::new(Arc::clone(&shared));
+            if sync {
+                let pair = SyncPair::start(&shared, backup_snapshot(mode), max_flows)?;
+                fwd = fwd.with_events(pair.queue());
+                sync_pair = Some(pair);
+            }
             let worker = Worker::new(
-                PylonForwarder::new(Arc::clone(&shared)),
+                fwd,
                 Arc::clone(&counters),
                 rx.into_iter().map(Some).collect(),
                 tx.into(),
@@ -371,6 +393,7 @@ pub fn run(rig: &Rig, scenario: &Scenario, settings: &Settings) -> Result<Outcom
         phases,
     );
     let report = rig.run(forwarder, generator)?;
+    let sync_report = sync_pair.map(SyncPair::finish);
 
     let drops: BTreeMap<String, u64> = DropReason::ALL
         .iter()
@@ -382,6 +405,8 @@ pub fn run(rig: &Rig, scenario: &Scenario, settings: &Settings) -> Result<Outcom
     let worker_rx = WorkerCounters::get(&counters.rx_packets);
     let worker_tx = WorkerCounters::get(&counters.tx_packets);
     let mut errors = report.errors.clone();
+    let sync_errors = sync_report.as_ref().map_or(0, |r| r.errors.len());
+    errors.extend(sync_report.iter().flat_map(|r| r.errors.iter().cloned()));
     let books = report.sent == report.received + dropped + to_control
         && worker_rx == report.sent
         && worker_tx == report.received;
@@ -432,10 +457,11 @@ pub fn run(rig: &Rig, scenario: &Scenario, settings: &Settings) -> Result<Outcom
         drops,
         to_control,
         full_checks: report.full_checks,
-        error_count: report.error_count + u64::from(!books),
-        verified: books && report.error_count == 0,
+        error_count: report.error_count + u64::from(!books) + sync_errors as u64,
+        verified: books && report.error_count == 0 && sync_errors == 0,
         errors,
         split: report.split,
+        sync: sync_report.map(|r| r.stats),
         phases: report.phases.iter().map(PhaseSummary::from).collect(),
     })
 }
