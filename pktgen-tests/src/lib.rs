@@ -29,7 +29,8 @@ pub mod vrrp_pair;
 pub use client::ClientResult;
 pub use load::{LoadClient, LoadOptions, Outcome, Request, Requests};
 pub use process::{
-    e2e_lock, preflight, pylon_binary, require_root, unique_id, E2eLock, ScratchDir,
+    e2e_lock, preflight, pylon_binary, pylonctl_binary, require_root, unique_id, E2eLock,
+    ScratchDir,
 };
 pub use pylon::{
     dpdk_runtime_dir, drop_counter, drops, file_prefix_for, harmful_drops, health_state,

@@ -73,7 +73,7 @@ impl Side {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Side::A => "lba",
             Side::B => "lbb",
@@ -331,6 +331,11 @@ impl NatPair {
         let dir = self.dir().join(side.name());
         fs::create_dir_all(&dir)?;
         Ok(dir)
+    }
+
+    /// The control socket of a side's daemon (next to its stats file).
+    pub fn socket(&self, side: Side) -> PathBuf {
+        self.dir().join(side.name()).join("stats.sock")
     }
 
     /// Starts an appliance with `config` in its namespace.

@@ -151,6 +151,18 @@ pub fn require_root() -> Result<()> {
     Ok(())
 }
 
+/// `pylonctl`, next to the `pylon` binary the tests run.
+pub fn pylonctl_binary() -> Result<PathBuf> {
+    let bin = pylon_binary()?.with_file_name("pylonctl");
+    if !bin.exists() {
+        bail!(
+            "{} missing: cargo build --release -p pylon-ctl",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
 /// The `pylon` binary: `$PYLON_BIN`, else a `pylon` file next to (or above)
 /// the running executable (`target/release/deps/e2e_nat-*` and
 /// `target/release/pylon-demo` both find `target/release/pylon`), else the

@@ -8,23 +8,13 @@
 //! Needs root, `target/release/pylon` and `target/release/pylonctl`.
 
 use anyhow::{bail, ensure, Context, Result};
-use pktgen_tests::{e2e_lock, preflight, pylon_binary, vip_url, PylonOptions, Topology};
+use pktgen_tests::{e2e_lock, preflight, pylonctl_binary, vip_url, PylonOptions, Topology};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
 const METRICS: &str = "127.0.0.1:9464";
-
-fn pylonctl() -> Result<PathBuf> {
-    let bin = pylon_binary()?.with_file_name("pylonctl");
-    ensure!(
-        bin.exists(),
-        "{} missing: cargo build --release -p pylon-ctl",
-        bin.display()
-    );
-    Ok(bin)
-}
 
 /// The socket and config file of the topology's one pylon.
 fn paths(topo: &Topology) -> Result<(PathBuf, PathBuf)> {
@@ -43,7 +33,7 @@ fn paths(topo: &Topology) -> Result<(PathBuf, PathBuf)> {
 fn ctl(topo: &Topology, socket: &Path, args: &[&str]) -> Result<Output> {
     Ok(Command::new("ip")
         .args(["netns", "exec", topo.lb_ns()])
-        .arg(pylonctl()?)
+        .arg(pylonctl_binary()?)
         .args(args)
         .arg("--socket")
         .arg(socket)

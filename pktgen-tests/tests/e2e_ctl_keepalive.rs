@@ -17,7 +17,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use pktgen_tests::process::{self, detach_child, ns_command, unique_id, wait_for};
 use pktgen_tests::topology::{python, VIP, VIP_PORT};
-use pktgen_tests::{e2e_lock, preflight, pylon_binary, vip_url, PylonOptions, Topology};
+use pktgen_tests::{e2e_lock, preflight, pylonctl_binary, vip_url, PylonOptions, Topology};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -31,16 +31,6 @@ use std::time::{Duration, Instant};
 const KEEPALIVE_PY: &str = include_str!("../scripts/keepalive.py");
 /// Seconds between two requests on one keep-alive connection.
 const INTERVAL: f64 = 0.1;
-
-fn pylonctl() -> Result<PathBuf> {
-    let bin = pylon_binary()?.with_file_name("pylonctl");
-    ensure!(
-        bin.exists(),
-        "{} missing: cargo build --release -p pylon-ctl",
-        bin.display()
-    );
-    Ok(bin)
-}
 
 /// The socket and config file of the topology's one pylon.
 fn paths(topo: &Topology) -> Result<(PathBuf, PathBuf)> {
@@ -57,7 +47,7 @@ fn paths(topo: &Topology) -> Result<(PathBuf, PathBuf)> {
 
 /// `pylonctl ARGS --socket SOCKET` in the lb namespace, not yet run.
 fn ctl_command(topo: &Topology, socket: &Path, args: &[&str]) -> Result<Command> {
-    let mut cmd = ns_command(topo.lb_ns(), pylonctl()?);
+    let mut cmd = ns_command(topo.lb_ns(), pylonctl_binary()?);
     cmd.args(args).arg("--socket").arg(socket);
     Ok(cmd)
 }

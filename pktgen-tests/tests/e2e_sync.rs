@@ -14,17 +14,22 @@
 //!   `sync_inject.py` replays a captured datagram of B's, truncates one and
 //!   forges connection updates with a wrong key; A counts each under its
 //!   reason and installs nothing.
+//! - `configuration_differences_are_reported_on_both_sides`: a weight
+//!   changed with pylonctl on A makes `pylonctl sync` on both appliances
+//!   report the peer's configuration as different (exit status 4) and both
+//!   logs say so; changing it back makes them agree again.
 //!
 //! Needs root and `target/release/pylon` (or `PYLON_BIN`).
 
 mod sync_common;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::process::Output;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use pktgen_tests::nat_pair::{NatPair, Side};
-use pktgen_tests::process::{ns_command, run_checked};
+use pktgen_tests::process::{ns_command, pylonctl_binary, run_checked};
 use pktgen_tests::topology::{python, CLIENT_ADDR, SERVER_ADDRS, VIP};
 use pktgen_tests::{e2e_lock, preflight, PylonProcess};
 use serde_json::Value;
@@ -127,6 +132,123 @@ fn forged_replayed_and_truncated_sync_datagrams_install_nothing() -> Result<()> 
         before["conns"]["live"],
         sync_counter(&after, "installed")
     );
+    a.stop_cleanly()?;
+    b.stop_cleanly()?;
+    Ok(())
+}
+
+/// `pylonctl ARGS` against one side's daemon; its output whatever the exit.
+fn ctl(sp: &NatPair, side: Side, args: &[&str]) -> Result<Output> {
+    Ok(ns_command(&sp.ns(side), pylonctl_binary()?)
+        .args(args)
+        .arg("--socket")
+        .arg(sp.socket(side))
+        .output()?)
+}
+
+/// Polls `pylonctl --json sync` on `side` until its peer's configuration
+/// is reported `same` (`want` true) or `differs`; returns the last answer
+/// and pylonctl's exit status.
+fn wait_config(sp: &NatPair, side: Side, want: bool) -> Result<(Value, i32)> {
+    // Digests go out every 2 s.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let out = ctl(sp, side, &["--json", "sync"])?;
+        let data: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "pylonctl sync printed no JSON: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        if data["peers"][0]["config_in_sync"] == want {
+            return Ok((data, out.status.code().unwrap_or(-1)));
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{}: peer config never {}: {data:#}",
+            side.name(),
+            if want { "same" } else { "differs" }
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn configuration_differences_are_reported_on_both_sides() -> Result<()> {
+    let _lock = e2e_lock()?;
+    preflight()?;
+    let sp = NatPair::new("esynccfg")?;
+    let mut a = Pair::start(&sp, true, 200)?;
+    wait_state(&mut a, "MASTER", Duration::from_secs(15))?;
+    let mut b = Pair::start(&sp, false, 100)?;
+    wait_state(&mut b, "BACKUP", Duration::from_secs(15))?;
+    for side in [Side::A, Side::B] {
+        let (data, status) = wait_config(&sp, side, true)?;
+        ensure!(status == 0, "{}: exit {status} while in sync", side.name());
+        ensure!(
+            data["config"]["servers"] == 3 && data["peers"][0]["config"] == data["config"],
+            "{}: {data:#}",
+            side.name()
+        );
+    }
+    let text = ctl(&sp, Side::A, &["sync"])?;
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    println!("pylonctl sync on A, in sync:\n{text}");
+    ensure!(text.contains("same"), "{text}");
+
+    let rs1 = format!("{}:8080", SERVER_ADDRS[0]);
+    let edit = |weight: &str| -> Result<()> {
+        let out = ctl(
+            &sp,
+            Side::A,
+            &[
+                "edit",
+                "server",
+                "--service",
+                "web",
+                "-r",
+                &rs1,
+                "-w",
+                weight,
+            ],
+        )?;
+        ensure!(
+            out.status.success(),
+            "edit server: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    edit("9")?;
+    let started = Instant::now();
+    for side in [Side::A, Side::B] {
+        let (data, status) = wait_config(&sp, side, false)?;
+        ensure!(
+            status == 4,
+            "{}: exit {status} with a differing peer",
+            side.name()
+        );
+        ensure!(data["config_in_sync"] == false, "{data:#}");
+    }
+    println!(
+        "weight changed on A: both sides report the difference after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let text = ctl(&sp, Side::B, &["sync"])?;
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    println!("pylonctl sync on B, differing:\n{text}");
+    ensure!(text.contains("differs"), "{text}");
+    for (name, p) in [("A", &a), ("B", &b)] {
+        ensure!(
+            p.log().contains("configuration differs from the peer's"),
+            "{name}'s log does not report the difference:\n{}",
+            p.log()
+        );
+    }
+    edit("1")?;
+    for side in [Side::A, Side::B] {
+        wait_config(&sp, side, true)?;
+    }
     a.stop_cleanly()?;
     b.stop_cleanly()?;
     Ok(())

@@ -17,9 +17,10 @@
 //!
 //! [`pylon`] renders every family Pylon exports from the answers the
 //! control socket gives ([`ListData`] with stats, [`WorkersData`],
-//! [`VrrpData`]), so `pylonctl` and the metrics always agree.
+//! [`VrrpData`], [`SyncData`]), so `pylonctl` and the metrics always
+//! agree.
 
-use crate::proto::{ListData, VrrpData, VrrpState, WorkersData};
+use crate::proto::{ListData, SyncData, VrrpData, VrrpState, WorkersData};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -476,12 +477,57 @@ pub fn add_workers(e: &mut Exposition, data: &WorkersData) {
 }
 
 /// Every Pylon family, from the control socket's answers.
-pub fn pylon(list: &ListData, workers: &WorkersData, vrrp: &VrrpData) -> String {
+pub fn pylon(list: &ListData, workers: &WorkersData, vrrp: &VrrpData, sync: &SyncData) -> String {
     let mut e = Exposition::new();
     add_services(&mut e, list);
     add_vrrp(&mut e, vrrp);
     add_workers(&mut e, workers);
+    add_sync(&mut e, sync);
     e.render()
+}
+
+/// Connection sync (nothing without `[sync]`): whether the startup sync
+/// still holds VRRP back, each peer's configuration against ours (alert
+/// on 0: a failover would change the services), the counters and the
+/// dropped datagrams by reason.
+pub fn add_sync(e: &mut Exposition, sync: &SyncData) {
+    if !sync.configured {
+        return;
+    }
+    e.gauge(
+        "pylon_sync_startup_pending",
+        "1 while the startup sync holds VRRP at priority 1.",
+    )
+    .sample(&[], sync.startup_pending);
+    for p in &sync.peers {
+        let peer = [("peer", p.address.as_str())];
+        e.gauge(
+            "pylon_sync_peer_adopted",
+            "1 when the peer's sync session is received.",
+        )
+        .sample(&peer, p.adopted);
+        if let Some(same) = p.config_in_sync {
+            e.gauge(
+                "pylon_sync_peer_config_in_sync",
+                "1 when the peer's services, servers and weights digest equals ours.",
+            )
+            .sample(&peer, same);
+        }
+    }
+    for (name, &v) in &sync.counters {
+        e.counter(
+            &format!("pylon_sync_{name}_total"),
+            "Connection sync counter (see pylonctl sync).",
+        )
+        .sample(&[], v);
+    }
+    let mut dropped = e.counter(
+        "pylon_sync_datagrams_dropped_total",
+        "Received sync datagrams dropped, by reason.",
+    );
+    for (reason, &v) in &sync.drops {
+        dropped.sample(&[("reason", reason.as_str())], v);
+    }
 }
 
 /// The HTTP endpoint; dropping it stops it.

@@ -85,6 +85,7 @@ impl Request {
 /// | `workers` | [`WorkersData`] |
 /// | `reload` | [`ReloadData`] |
 /// | `diff` | [`DiffData`] |
+/// | `sync` | [`SyncData`] |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
@@ -179,6 +180,8 @@ pub enum Command {
     Reload,
     /// How the running configuration differs from the file.
     Diff,
+    /// Connection and configuration sync with the other appliances.
+    Sync,
 }
 
 fn default_conns_limit() -> u32 {
@@ -191,7 +194,7 @@ fn default_weight() -> u16 {
 
 impl Command {
     /// Every `op`, in declaration order.
-    pub const NAMES: [&'static str; 14] = [
+    pub const NAMES: [&'static str; 15] = [
         "list",
         "conns",
         "add_service",
@@ -206,6 +209,7 @@ impl Command {
         "workers",
         "reload",
         "diff",
+        "sync",
     ];
 
     /// This command's `op`.
@@ -225,6 +229,7 @@ impl Command {
             Command::Workers => 11,
             Command::Reload => 12,
             Command::Diff => 13,
+            Command::Sync => 14,
         };
         Self::NAMES[i]
     }
@@ -868,6 +873,54 @@ pub struct VrrpInfo {
     pub reason: Option<String>,
 }
 
+/// Answer to `sync` (and the `"sync"` section of the stats file).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncData {
+    /// False when the configuration has no `[sync]`; nothing else is set.
+    pub configured: bool,
+    /// Our session id (hex), new at every start.
+    pub session: String,
+    /// Our sync socket's address.
+    pub listen: String,
+    /// True until a peer's full table arrived (or none answered): VRRP is
+    /// held at priority 1 meanwhile, so this appliance does not preempt.
+    pub startup_pending: bool,
+    /// Digest of our running services, servers and weights.
+    pub config: Option<ConfigDigest>,
+    /// `None` before any peer sent its digest; otherwise whether every
+    /// peer that did has ours.
+    pub config_in_sync: Option<bool>,
+    pub peers: Vec<SyncPeer>,
+    /// Counters (datagrams, entries, transfers, what was installed and
+    /// what could not be), by name.
+    #[serde(flatten)]
+    pub counters: BTreeMap<String, u64>,
+    /// Received datagrams dropped, by reason (`bad_mac`, `replay`, ...),
+    /// every reason listed.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// What a configuration digest covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigDigest {
+    /// The first 16 hex digits of the SHA-256.
+    pub digest: String,
+    pub services: u16,
+    pub servers: u16,
+}
+
+/// One peer of the sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPeer {
+    pub address: String,
+    /// Whether we receive its session.
+    pub adopted: bool,
+    /// Its configuration's digest, once it sent one.
+    pub config: Option<ConfigDigest>,
+    /// Whether its digest equals ours (`None`: not known yet).
+    pub config_in_sync: Option<bool>,
+}
+
 /// Answer to `workers`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkersData {
@@ -991,6 +1044,7 @@ mod tests {
             Command::Workers,
             Command::Reload,
             Command::Diff,
+            Command::Sync,
         ]
     }
 

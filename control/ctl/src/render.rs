@@ -2,8 +2,8 @@
 //! `ipvsadm -Lnc` print them, the others as aligned tables.
 
 use crate::proto::{
-    Change, ConnsData, Counters, DiffData, DrainData, HealthData, ListData, Rates, ReloadData,
-    Role, VrrpData, WorkersData,
+    Change, ConfigDigest, ConnsData, Counters, DiffData, DrainData, HealthData, ListData, Rates,
+    ReloadData, Role, SyncData, VrrpData, WorkersData,
 };
 use std::fmt::Write;
 
@@ -346,6 +346,102 @@ pub fn vrrp(data: &VrrpData, now: u64) -> String {
             false, true, false, false, true, true, true, false, false, false, false, false,
         ],
     )
+}
+
+fn digest_cells(d: Option<&ConfigDigest>) -> [String; 3] {
+    d.map_or_else(
+        || ["-".into(), "-".into(), "-".into()],
+        |d| {
+            [
+                d.digest.clone(),
+                d.services.to_string(),
+                d.servers.to_string(),
+            ]
+        },
+    )
+}
+
+fn in_sync(matches: Option<bool>) -> String {
+    match matches {
+        None => "-",
+        Some(true) => "same",
+        Some(false) => "differs",
+    }
+    .into()
+}
+
+/// `pylonctl sync`: our state, each peer's configuration against ours,
+/// the counters and the drops.
+pub fn sync(data: &SyncData) -> String {
+    if !data.configured {
+        return "connection sync is not configured (no [sync] in the configuration)\n".into();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "session {} on {}; startup sync {}",
+        data.session,
+        data.listen,
+        if data.startup_pending {
+            "pending (VRRP held at priority 1)"
+        } else {
+            "done"
+        }
+    );
+    let [digest, services, servers] = digest_cells(data.config.as_ref());
+    let mut rows = vec![
+        strings([
+            "Peer",
+            "Receiving",
+            "Config",
+            "Digest",
+            "Services",
+            "Servers",
+        ]),
+        vec![
+            "(this appliance)".into(),
+            "-".into(),
+            "-".into(),
+            digest,
+            services,
+            servers,
+        ],
+    ];
+    for p in &data.peers {
+        let [digest, services, servers] = digest_cells(p.config.as_ref());
+        rows.push(vec![
+            p.address.clone(),
+            if p.adopted { "yes" } else { "no" }.into(),
+            in_sync(p.config_in_sync),
+            digest,
+            services,
+            servers,
+        ]);
+    }
+    out.push_str(&table(&rows, &[false, false, false, false, true, true]));
+    if data.config_in_sync == Some(false) {
+        out.push_str(
+            "configuration differs from a peer's: compare the services, servers and weights \
+             (pylonctl list on both) before a failover\n",
+        );
+    }
+    let counters: Vec<Vec<String>> = data
+        .counters
+        .iter()
+        .map(|(k, v)| vec![k.clone(), v.to_string()])
+        .collect();
+    out.push('\n');
+    out.push_str(&table(&counters, &[false, true]));
+    let drops: Vec<Vec<String>> = data
+        .drops
+        .iter()
+        .filter(|(_, &v)| v > 0)
+        .map(|(k, v)| vec![format!("dropped {k}"), v.to_string()])
+        .collect();
+    if !drops.is_empty() {
+        out.push_str(&table(&drops, &[false, true]));
+    }
+    out
 }
 
 fn change_line(out: &mut String, c: &Change) {

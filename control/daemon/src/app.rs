@@ -508,6 +508,7 @@ impl Control<'_> {
                 shared: self.shared,
                 ports: self.ports,
                 workers: self.worker_counters,
+                sync: self.sync.as_ref(),
             },
             reload,
         );

@@ -11,13 +11,14 @@
 
 use crate::health::{initially_up, Health};
 use crate::pool::{kind, mode, Pool, PoolServer, PoolService};
+use crate::sync::Sync;
 use crate::vrrp::Vrrp;
 use pylon_config::{Config, HealthCheck};
 use pylon_ctl::metrics::{self, MetricsServer};
 use pylon_ctl::proto::{
     self, Change, ChangesData, ConnInfo, ConnsData, Counters, DiffData, DrainData, DrainedServer,
     Endpoint, Forwarding, HealthData, HealthInfo, ListData, PortInfo, Protocol, Rates, ReloadData,
-    Role, Scheduler, ServerInfo, ServiceInfo, VrrpData, WorkerInfo, WorkersData,
+    Role, Scheduler, ServerInfo, ServiceInfo, SyncData, VrrpData, WorkerInfo, WorkersData,
 };
 use pylon_ctl::{Command, CtlError, ErrorCode, Requests, Server};
 use pylon_dataplane::counters::{DropReason, Traffic, TrafficCounters, WorkerCounters};
@@ -72,6 +73,8 @@ pub struct Env<'a> {
     pub ports: &'a [(String, Port)],
     /// Every forwarding lcore's counters; the control lcore's is last.
     pub workers: &'a [(u32, Arc<WorkerCounters>)],
+    /// The sync thread, with `[sync]`.
+    pub sync: Option<&'a Sync>,
 }
 
 /// What the loop must do after [`Ctl::poll`].
@@ -269,6 +272,7 @@ impl Ctl {
             Command::Workers => proto::to_data(&self.workers(env)),
             Command::Reload => proto::to_data(&self.reload(env, fx)?),
             Command::Diff => proto::to_data(&self.diff(env)?),
+            Command::Sync => proto::to_data(&env.sync.map_or_else(SyncData::default, Sync::status)),
             Command::Drain {
                 service,
                 address,
@@ -568,7 +572,8 @@ impl Ctl {
         let vrrp = VrrpData {
             instances: env.vrrp.info(env.shared.clock.now_ms64()),
         };
-        let text = metrics::pylon(&list, &workers, &vrrp);
+        let sync = env.sync.map_or_else(SyncData::default, Sync::status);
+        let text = metrics::pylon(&list, &workers, &vrrp, &sync);
         *self.metrics_text.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
 

@@ -20,13 +20,14 @@
 use crate::pool::Pool;
 use pylon_config::SyncConfig;
 use pylon_conntrack::{is_active, ConnInfo};
+use pylon_ctl::proto::{ConfigDigest, SyncData, SyncPeer};
 use pylon_dataplane::events::{EventKind, EventQueue};
 use pylon_dataplane::forward::release;
 use pylon_dataplane::shared::Shared;
 use pylon_dataplane::snapshot::{Mode, Snapshot};
 use pylon_sync::digest::{digest, ServiceDesc};
 use pylon_sync::{Config, Digest, Endpoint, Event, Key, Kind, Reject, ResyncReason, SyncConn};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, UdpSocket};
@@ -65,7 +66,7 @@ struct Common {
     stop: AtomicBool,
     startup_pending: AtomicBool,
     digest: Mutex<Option<Digest>>,
-    status: Mutex<Value>,
+    status: Mutex<SyncData>,
 }
 
 /// The running sync thread; stopped and joined on drop.
@@ -188,7 +189,12 @@ impl Sync {
             stop: AtomicBool::new(false),
             startup_pending: AtomicBool::new(true),
             digest: Mutex::new(None),
-            status: Mutex::new(Value::Null),
+            status: Mutex::new(SyncData {
+                configured: true,
+                listen: cfg.listen.to_string(),
+                startup_pending: true,
+                ..SyncData::default()
+            }),
         });
         let mut runner = Runner {
             endpoint,
@@ -202,6 +208,7 @@ impl Sync {
             last_publish: 0,
             digest: None,
             queue_overflows: 0,
+            listen: cfg.listen,
         };
         let thread = std::thread::Builder::new()
             .name("pylon-sync".into())
@@ -235,13 +242,18 @@ impl Sync {
             .unwrap_or_else(PoisonError::into_inner) = Some(d);
     }
 
-    /// The `"sync"` section of the stats dump.
-    pub fn status_json(&self) -> Value {
+    /// What `pylonctl sync` shows.
+    pub fn status(&self) -> SyncData {
         self.common
             .status
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The `"sync"` section of the stats dump.
+    pub fn status_json(&self) -> Value {
+        serde_json::to_value(self.status()).unwrap_or(Value::Null)
     }
 }
 
@@ -269,6 +281,7 @@ struct Runner {
     digest: Option<Digest>,
     /// Times a worker's event queue was found full.
     queue_overflows: u64,
+    listen: SocketAddr,
 }
 
 impl Runner {
@@ -464,50 +477,66 @@ impl Runner {
 
     fn publish(&self) {
         let s = self.endpoint.stats();
-        let drops: Map<String, Value> = Reject::ALL
-            .iter()
-            .map(|r| (r.name().to_owned(), json!(s.rejected[r.index()])))
-            .collect();
         let n = &self.installed;
-        let peers: Vec<Value> = (0..self.endpoint.peers())
+        let peers = (0..self.endpoint.peers())
             .map(|i| {
-                json!({
-                    "address": self.peer(i),
-                    "adopted": self.endpoint.peer_adopted(i),
-                })
+                let (theirs, matches) = self.endpoint.peer_config(i);
+                SyncPeer {
+                    address: self.peer(i),
+                    adopted: self.endpoint.peer_adopted(i),
+                    config: theirs.map(config_digest),
+                    config_in_sync: matches,
+                }
             })
             .collect();
-        let status = json!({
-            "session": format!("{:016x}", self.endpoint.session()),
-            "peers": peers,
-            "startup_pending": self.endpoint.startup_pending(),
-            "config_in_sync": self.endpoint.config_in_sync(),
-            "datagrams_sent": s.datagrams_sent,
-            "bytes_sent": s.bytes_sent,
-            "datagrams_received": s.datagrams_received,
-            "updates_queued": s.updates_queued,
-            "entries_received": s.entries_received,
-            "lost": s.lost,
-            "resyncs_requested": s.resyncs_requested,
-            "transfers_sent": s.transfers_sent,
-            "transfers_completed": s.transfers_completed,
-            "overflows": s.overflows,
-            "queue_overflows": self.queue_overflows,
-            "installed": n.installed,
-            "updated": n.updated,
-            "expired": n.expired,
-            "unknown_service": n.unknown_service,
-            "unknown_server": n.unknown_server,
-            "mode_mismatch": n.mode_mismatch,
-            "table_full": n.table_full,
-            "not_served": n.updates_dropped_not_served,
-            "drops": drops,
-        });
+        let counters = [
+            ("datagrams_sent", s.datagrams_sent),
+            ("bytes_sent", s.bytes_sent),
+            ("datagrams_received", s.datagrams_received),
+            ("updates_queued", s.updates_queued),
+            ("entries_received", s.entries_received),
+            ("lost", s.lost),
+            ("resyncs_requested", s.resyncs_requested),
+            ("transfers_sent", s.transfers_sent),
+            ("transfers_completed", s.transfers_completed),
+            ("overflows", s.overflows),
+            ("queue_overflows", self.queue_overflows),
+            ("installed", n.installed),
+            ("updated", n.updated),
+            ("expired", n.expired),
+            ("unknown_service", n.unknown_service),
+            ("unknown_server", n.unknown_server),
+            ("mode_mismatch", n.mode_mismatch),
+            ("table_full", n.table_full),
+            ("not_served", n.updates_dropped_not_served),
+        ];
+        let status = SyncData {
+            configured: true,
+            session: format!("{:016x}", self.endpoint.session()),
+            listen: self.listen.to_string(),
+            startup_pending: self.endpoint.startup_pending(),
+            config: self.endpoint.local_digest().map(config_digest),
+            config_in_sync: self.endpoint.config_in_sync(),
+            peers,
+            counters: counters.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
+            drops: Reject::ALL
+                .iter()
+                .map(|r| (r.name().to_owned(), s.rejected[r.index()]))
+                .collect(),
+        };
         *self
             .common
             .status
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = status;
+    }
+}
+
+fn config_digest(d: Digest) -> ConfigDigest {
+    ConfigDigest {
+        digest: d.hash[..8].iter().map(|b| format!("{b:02x}")).collect(),
+        services: d.services,
+        servers: d.servers,
     }
 }
 

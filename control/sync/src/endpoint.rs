@@ -161,6 +161,8 @@ struct Peer {
     /// walks its table once per transfer, not once per loss).
     again: bool,
     config_match: Option<bool>,
+    /// The digest it sent last.
+    their_digest: Option<Digest>,
 }
 
 /// One appliance's end of the sync protocol, towards all its peers.
@@ -230,6 +232,7 @@ impl Endpoint {
                     awaiting_table: None,
                     again: false,
                     config_match: None,
+                    their_digest: None,
                 })
                 .collect(),
             pending: VecDeque::new(),
@@ -286,6 +289,19 @@ impl Endpoint {
     /// (safe fail-back): it would forward without the connections.
     pub fn startup_pending(&self) -> bool {
         !self.startup_done
+    }
+
+    /// The peer's last configuration digest, and whether it equals ours
+    /// (`None` until both are known).
+    pub fn peer_config(&self, peer: usize) -> (Option<Digest>, Option<bool>) {
+        self.peers
+            .get(peer)
+            .map_or((None, None), |p| (p.their_digest, p.config_match))
+    }
+
+    /// Our configuration digest, once set.
+    pub fn local_digest(&self) -> Option<Digest> {
+        self.local_digest
     }
 
     /// `None` before any peer sent its digest; otherwise whether every
@@ -583,6 +599,7 @@ impl Endpoint {
                 }
             }
             Message::ConfigDigest(theirs) => {
+                p.their_digest = Some(theirs);
                 let Some(ours) = self.local_digest else {
                     return;
                 };

@@ -5,7 +5,7 @@
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use pylon_ctl::proto::{
     ChangesData, Command, ConnsData, DiffData, DrainData, DrainedServer, Endpoint, Forwarding,
-    HealthData, ListData, Protocol, ReloadData, Scheduler, VrrpData, WorkersData,
+    HealthData, ListData, Protocol, ReloadData, Scheduler, SyncData, VrrpData, WorkersData,
     DEFAULT_CONNS_LIMIT, DEFAULT_SOCKET,
 };
 use pylon_ctl::render::{self, ListLayout};
@@ -37,7 +37,8 @@ defaults to the service's.";
 const EXIT_CODES: &str = "\
 Exit status: 0 on success, 1 when the daemon refused the command or could \
 not be reached (the reason is printed), 2 for a usage error, 3 when a drain \
-timed out with connections left.";
+timed out with connections left, 4 when `sync` finds a peer's configuration \
+different from ours.";
 
 #[derive(Parser, Debug)]
 #[command(name = "pylonctl", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES)]
@@ -128,6 +129,16 @@ enum DaemonCmd {
     /// Changes made with pylonctl since the last (re)load: `-` only in the
     /// file, `+` only running, `~` different (file -> running).
     Diff,
+    /// Show connection and configuration sync with the other appliances
+    ///
+    /// Our session and whether the startup sync is still holding VRRP at
+    /// priority 1; per peer: whether we receive it, and its configuration
+    /// digest (services, real servers) against ours: `differs` means the
+    /// two appliances do not run the same services, servers and weights,
+    /// and a failover would change them. Then the counters (datagrams,
+    /// entries installed, transfers) and received datagrams dropped by
+    /// reason. Exit status 4 when a peer's configuration differs.
+    Sync,
 }
 
 #[derive(Args, Debug)]
@@ -400,17 +411,23 @@ impl Failure {
     }
 }
 
-/// What a command prints: pretty JSON, and the text form.
+/// What a command prints: pretty JSON, and the text form; and its exit
+/// status.
 struct Output {
     json: String,
     text: String,
+    status: u8,
 }
+
+/// Exit status of `sync` when a peer's configuration differs from ours.
+const CONFIG_DIFFERS: u8 = 4;
 
 impl Output {
     fn new<T: Serialize>(data: &T, text: String) -> Output {
         Output {
             json: serde_json::to_string_pretty(data).unwrap_or_default() + "\n",
             text,
+            status: 0,
         }
     }
 }
@@ -474,6 +491,7 @@ fn run(cli: &Cli) -> Result<Output, Failure> {
             Ok(Output {
                 json: text.clone(),
                 text,
+                status: 0,
             })
         }
         Cmd::Daemon(cmd) => {
@@ -615,6 +633,14 @@ fn daemon(c: &mut Client, cmd: &DaemonCmd, json: bool) -> Result<Output, Failure
             let data: DiffData = c.request(Command::Diff)?;
             Ok(Output::new(&data, render::diff(&data)))
         }
+        DaemonCmd::Sync => {
+            let data: SyncData = c.request(Command::Sync)?;
+            let mut out = Output::new(&data, render::sync(&data));
+            if data.config_in_sync == Some(false) {
+                out.status = CONFIG_DIFFERS;
+            }
+            Ok(out)
+        }
     }
 }
 
@@ -730,8 +756,8 @@ fn main() -> ExitCode {
                 .write_all(text.as_bytes())
                 .and_then(|()| stdout.flush())
             {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Ok(()) => ExitCode::from(out.status),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(out.status),
                 Err(e) => {
                     eprintln!("pylonctl: {e}");
                     ExitCode::FAILURE

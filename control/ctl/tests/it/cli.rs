@@ -4,8 +4,8 @@
 
 use crate::common::Daemon;
 use pylon_ctl::proto::{
-    ChangesData, Command, ConnsData, DiffData, HealthData, ListData, ReloadData, VrrpData,
-    WorkersData,
+    ChangesData, Command, ConnsData, DiffData, HealthData, ListData, ReloadData, SyncData,
+    VrrpData, WorkersData,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -505,6 +505,40 @@ p0    up    1000010  999010  150000000  149000000        3        0        0    
 }
 
 #[test]
+fn sync_shows_peers_and_exits_4_when_their_configuration_differs() {
+    let d = Daemon::start();
+    assert_eq!(
+        ok(&d, &["sync"]),
+        "\
+session 33f34833bba8679f on 10.9.0.1:8848; startup sync done
+Peer              Receiving  Config  Digest            Services  Servers
+(this appliance)  -          -       6fe4c9b6ddac2e7e         1        3
+10.9.0.2:8848     yes        same    6fe4c9b6ddac2e7e         1        3
+
+datagrams_sent   12
+installed       120
+dropped bad_mac  5
+"
+    );
+    json::<SyncData>(&d, &["sync"], Some(Command::Sync));
+    d.model.lock().unwrap().peer_config_differs = true;
+    let o = run(d.path(), &["sync"]);
+    assert_eq!(o.code, 4, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains(
+            "10.9.0.2:8848     yes        differs  273e4e5a0cc5089b         1        4\n\
+             configuration differs from a peer's"
+        ),
+        "{}",
+        o.stdout
+    );
+    let o = run(d.path(), &["sync", "--json"]);
+    assert_eq!(o.code, 4);
+    let data: SyncData = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(data.config_in_sync, Some(false));
+}
+
+#[test]
 fn reload_applies_or_reports_the_file_error() {
     let d = Daemon::start();
     assert_eq!(
@@ -543,6 +577,7 @@ fn help_completions_and_no_daemon() {
         "workers",
         "reload",
         "diff",
+        "sync",
         "completions",
     ] {
         assert!(

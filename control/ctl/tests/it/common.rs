@@ -31,6 +31,8 @@ pub struct Model {
     pub close_per_list: u64,
     /// A reload of a file with an error.
     pub bad_file: bool,
+    /// The sync peer runs another configuration.
+    pub peer_config_differs: bool,
     /// Changes made at runtime: path, file value, running value.
     pub drift: Vec<Change>,
     /// The control loop takes no request (to test timeouts).
@@ -99,6 +101,7 @@ impl Model {
             ],
             close_per_list: 3,
             bad_file: false,
+            peer_config_differs: false,
             drift: Vec::new(),
             paused: false,
             hold: false,
@@ -587,6 +590,45 @@ impl Model {
                 file: "/etc/pylon/pylon.toml".into(),
                 changes: self.drift.clone(),
             }),
+            Command::Sync => {
+                let ours = ConfigDigest {
+                    digest: "6fe4c9b6ddac2e7e".into(),
+                    services: 1,
+                    servers: 3,
+                };
+                let theirs = if self.peer_config_differs {
+                    ConfigDigest {
+                        digest: "273e4e5a0cc5089b".into(),
+                        servers: 4,
+                        ..ours.clone()
+                    }
+                } else {
+                    ours.clone()
+                };
+                let same = !self.peer_config_differs;
+                to_data(&SyncData {
+                    configured: true,
+                    session: "33f34833bba8679f".into(),
+                    listen: "10.9.0.1:8848".into(),
+                    startup_pending: false,
+                    config: Some(ours),
+                    config_in_sync: Some(same),
+                    peers: vec![SyncPeer {
+                        address: "10.9.0.2:8848".into(),
+                        adopted: true,
+                        config: Some(theirs),
+                        config_in_sync: Some(same),
+                    }],
+                    counters: [("datagrams_sent", 12), ("installed", 120)]
+                        .iter()
+                        .map(|&(k, v)| (k.to_owned(), v))
+                        .collect(),
+                    drops: [("bad_mac", 5), ("replay", 0)]
+                        .iter()
+                        .map(|&(k, v)| (k.to_owned(), v))
+                        .collect(),
+                })
+            }
         }
     }
 }

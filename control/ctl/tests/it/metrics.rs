@@ -4,7 +4,7 @@
 
 use crate::common::{now_unix, Model};
 use pylon_ctl::metrics::{self, MetricsServer};
-use pylon_ctl::proto::{Command, ListData, VrrpData, WorkersData};
+use pylon_ctl::proto::{Command, ListData, SyncData, VrrpData, WorkersData};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -191,7 +191,7 @@ fn strict_parse(text: &str) -> Result<BTreeMap<String, Family>, String> {
     Ok(families)
 }
 
-fn data() -> (ListData, WorkersData, VrrpData) {
+fn data() -> (ListData, WorkersData, VrrpData, SyncData) {
     let mut model = Model::new();
     let list = model
         .handle(&Command::List {
@@ -206,10 +206,12 @@ fn data() -> (ListData, WorkersData, VrrpData) {
     // Hostile label values: quote, backslash, line feed.
     vrrp.instances[0].name = "VI \"1\"\\edge\nnext".into();
     vrrp.instances[0].last_change = Some(now_unix());
+    let sync = model.handle(&Command::Sync).unwrap();
     (
         serde_json::from_value(list).unwrap(),
         serde_json::from_value(workers).unwrap(),
         vrrp,
+        serde_json::from_value(sync).unwrap(),
     )
 }
 
@@ -240,9 +242,9 @@ fn http(addr: SocketAddr, request: &[u8]) -> (u16, BTreeMap<String, String>, Str
 }
 
 fn start() -> MetricsServer {
-    let (list, workers, vrrp) = data();
+    let (list, workers, vrrp, sync) = data();
     MetricsServer::start("127.0.0.1:0".parse().unwrap(), move || {
-        metrics::pylon(&list, &workers, &vrrp)
+        metrics::pylon(&list, &workers, &vrrp, &sync)
     })
     .unwrap()
 }
@@ -278,6 +280,21 @@ fn scrape_is_valid_exposition_format() {
         [("service", "web"), ("server", server)]
     }
     assert_eq!(families["pylon_service_connections_total"].kind, "counter");
+    assert_eq!(
+        get(
+            "pylon_sync_peer_config_in_sync",
+            &[("peer", "10.9.0.2:8848")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            "pylon_sync_datagrams_dropped_total",
+            &[("reason", "bad_mac")]
+        ),
+        5.0
+    );
+    assert_eq!(get("pylon_sync_installed_total", &[]), 120.0);
     assert_eq!(
         get("pylon_service_connections_total", &[("service", "web")]),
         600.0
