@@ -18,6 +18,9 @@
 //!   changed with pylonctl on A makes `pylonctl sync` on both appliances
 //!   report the peer's configuration as different (exit status 4) and both
 //!   logs say so; changing it back makes them agree again.
+//! - `a_pushed_configuration_is_applied_on_the_backup`: with
+//!   `push_config` on A and `accept_config` on B, a weight changed and a
+//!   server deleted on A reach B's running configuration by themselves.
 //!
 //! Needs root and `target/release/pylon` (or `PYLON_BIN`).
 
@@ -249,6 +252,109 @@ fn configuration_differences_are_reported_on_both_sides() -> Result<()> {
     for side in [Side::A, Side::B] {
         wait_config(&sp, side, true)?;
     }
+    a.stop_cleanly()?;
+    b.stop_cleanly()?;
+    Ok(())
+}
+
+/// `pylonctl --json ARGS` on `side`, which must succeed.
+fn ctl_json(sp: &NatPair, side: Side, args: &[&str]) -> Result<Value> {
+    let out = ctl(sp, side, &[&["--json"], args].concat())?;
+    ensure!(
+        out.status.success(),
+        "pylonctl {args:?} on {}: {}",
+        side.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The weight of each real server of service `web`, as `list` shows them.
+fn weights(sp: &NatPair, side: Side) -> Result<Vec<(String, u64)>> {
+    let list = ctl_json(sp, side, &["list"])?;
+    let servers = list["services"][0]["servers"]
+        .as_array()
+        .context("list has no servers")?;
+    Ok(servers
+        .iter()
+        .map(|s| {
+            (
+                s["address"].as_str().unwrap_or("?").to_owned(),
+                s["weight"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect())
+}
+
+#[test]
+fn a_pushed_configuration_is_applied_on_the_backup() -> Result<()> {
+    let _lock = e2e_lock()?;
+    preflight()?;
+    let sp = NatPair::new("esyncpush")?;
+    let config = |side, priority, key: &str| -> Result<String> {
+        Ok(sp.config(side, priority, KEY)? + key + " = true\n")
+    };
+    let mut a = NatPair::start(&sp, Side::A, &config(Side::A, 200, "push_config")?)?;
+    wait_state(&mut a, "MASTER", Duration::from_secs(15))?;
+    let mut b = NatPair::start(&sp, Side::B, &config(Side::B, 100, "accept_config")?)?;
+    wait_state(&mut b, "BACKUP", Duration::from_secs(15))?;
+    wait_config(&sp, Side::B, true)?;
+    let before = weights(&sp, Side::B)?;
+    ensure!(before.len() == 3, "B runs {before:?}");
+
+    let rs1 = format!("{}:8080", SERVER_ADDRS[0]);
+    let rs3 = format!("{}:8080", SERVER_ADDRS[2]);
+    ctl_json(
+        &sp,
+        Side::A,
+        &["edit", "server", "--service", "web", "-r", &rs1, "-w", "9"],
+    )?;
+    ctl_json(
+        &sp,
+        Side::A,
+        &["del", "server", "--service", "web", "-r", &rs3],
+    )?;
+    let started = Instant::now();
+    let want = vec![
+        (SERVER_ADDRS[0].to_owned(), 9),
+        (SERVER_ADDRS[1].to_owned(), before[1].1),
+    ];
+    let mut now = weights(&sp, Side::B)?;
+    while now != want {
+        ensure!(
+            started.elapsed() < Duration::from_secs(8),
+            "B still runs {now:?}, A pushed {want:?}\n--- B's log ---\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        now = weights(&sp, Side::B)?;
+    }
+    println!(
+        "A's change reached B's running configuration in {:.1} s: {now:?}",
+        started.elapsed().as_secs_f64()
+    );
+    let (data, status) = wait_config(&sp, Side::B, true)?;
+    ensure!(
+        status == 0 && data["pushes_received"].as_u64() >= Some(1),
+        "{data:#}"
+    );
+    let diff = ctl_json(&sp, Side::B, &["diff"])?;
+    let paths: Vec<&str> = diff["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["path"].as_str())
+        .collect();
+    ensure!(
+        paths.iter().any(|p| p.ends_with(".weight")) && paths.len() == 2,
+        "B's diff against its file: {diff:#}"
+    );
+    ensure!(
+        b.log()
+            .contains("applied the configuration the peer pushed"),
+        "{}",
+        b.log()
+    );
     a.stop_cleanly()?;
     b.stop_cleanly()?;
     Ok(())

@@ -6,7 +6,7 @@ use crate::neighbors::NeighborManager;
 use crate::pool::Pool;
 use crate::slowpath::{self, Outcome, SlowCounters, SlowPath, ARP_FRAME_LEN};
 use crate::stats::{self, StatsView};
-use crate::sync::{pool_digest, Sync};
+use crate::sync::{pool_services, Sync};
 use crate::vrrp::Vrrp;
 use pylon_config::Config;
 use pylon_conntrack::{Table, Timeouts};
@@ -338,7 +338,7 @@ pub fn run(cfg: &Config, path: &Path) -> Result<(), Error> {
                 event_queues.clone(),
                 Arc::clone(control_queue),
             )?;
-            sync.set_digest(pool_digest(&pool));
+            sync.set_config(&pool_services(&pool));
             Some(sync)
         }
         _ => None,
@@ -527,7 +527,7 @@ impl Control<'_> {
         let snap = self.pool.snapshot(&self.port_infos, &self.vrrp.ownership());
         self.shared.snapshot.store(Arc::new(snap));
         if let Some(s) = &self.sync {
-            s.set_digest(pool_digest(&self.pool));
+            s.set_config(&pool_services(&self.pool));
         }
     }
 

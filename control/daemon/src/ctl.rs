@@ -26,6 +26,7 @@ use pylon_dataplane::shared::Shared;
 use pylon_dataplane::snapshot::Mode;
 use pylon_dpdk::Port;
 use pylon_sched::Kind;
+use pylon_sync::digest::ServiceDesc;
 use pylon_wire::frame::{PROTO_TCP, PROTO_UDP};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -218,6 +219,19 @@ impl Ctl {
             match self.reload(env, &mut fx) {
                 Ok(r) => info!(changes = r.changes.len(), "SIGHUP: configuration reloaded"),
                 Err(e) => warn!("SIGHUP: reload rejected: {}", e.message),
+            }
+        }
+        if let Some((from, services)) = env.sync.and_then(Sync::take_pushed) {
+            match self.apply_pushed(env, &services, &mut fx) {
+                Ok(changes) => {
+                    for c in &changes {
+                        info!(path = %c.path, old = ?c.old, new = ?c.new, "sync: pushed change");
+                    }
+                    info!(peer = %from, changes = changes.len(), "sync: applied the configuration the peer pushed");
+                }
+                Err(e) => {
+                    warn!(peer = %from, "sync: pushed configuration not applied: {}", e.message)
+                }
             }
         }
         for _ in 0..REQUEST_BUDGET {
@@ -795,6 +809,49 @@ impl Ctl {
         }
     }
 
+    /// Makes the running services what a peer pushed, as the pylonctl
+    /// commands that get there (so exactly their checks and effects), all
+    /// or nothing. Refused while this appliance serves any service (a
+    /// master is not reconfigured under its traffic, and two masters
+    /// cannot push each other in turn). Sorry servers are configured in
+    /// the file only: a difference there is reported, not applied.
+    fn apply_pushed(
+        &mut self,
+        env: &mut Env<'_>,
+        pushed: &[ServiceDesc],
+        fx: &mut Effects,
+    ) -> Result<Vec<Change>, CtlError> {
+        if env.shared.snapshot.load().services.iter().any(|s| s.active) {
+            return Err(CtlError::invalid(
+                "this appliance serves (VRRP MASTER); a pushed configuration is applied on a backup only",
+            ));
+        }
+        let commands = push_commands(env.pool, pushed)?;
+        let saved = env.pool.clone();
+        let mut changes = Vec::new();
+        for cmd in &commands {
+            match self.change(env, cmd, fx) {
+                Ok(c) => changes.extend(c),
+                Err(e) => {
+                    *env.pool = saved;
+                    return Err(CtlError::invalid(format!("{}: {}", cmd.name(), e.message)));
+                }
+            }
+        }
+        for p in pushed {
+            let ours = env
+                .pool
+                .service(&p.name)
+                .and_then(|s| s.sorry.as_ref())
+                .map(|r| (r.addr, r.port));
+            if ours != p.sorry {
+                warn!(service = %p.name, ours = ?ours, theirs = ?p.sorry, "sync: the pushed sorry server differs; sorry servers change with the file only");
+            }
+        }
+        fx.publish = true;
+        Ok(changes)
+    }
+
     /// The running services and servers in the shape of a file.
     fn running(&self, pool: &Pool) -> Model {
         pool.services
@@ -970,6 +1027,112 @@ fn exists_or_draining(s: &PoolService, what: String) -> CtlError {
     } else {
         CtlError::already_exists(what)
     }
+}
+
+/// The pylonctl commands that turn the running services into `pushed`:
+/// removals first (a server can move between services), then additions
+/// and edits. A service whose address or protocol differs under the same
+/// name cannot be changed at runtime: the push is refused.
+fn push_commands(pool: &Pool, pushed: &[ServiceDesc]) -> Result<Vec<Command>, CtlError> {
+    let mut removals = Vec::new();
+    let mut rest = Vec::new();
+    let live = |name: &str| pool.service(name).filter(|s| !s.removing);
+    for s in pool.services.iter().filter(|s| !s.removing) {
+        if !pushed.iter().any(|p| p.name == s.name) {
+            removals.push(Command::DelService {
+                name: s.name.clone(),
+            });
+        }
+    }
+    for p in pushed {
+        let scheduler = match p.scheduler.as_str() {
+            "rr" => Scheduler::Rr,
+            "wrr" => Scheduler::Wrr,
+            "lc" => Scheduler::Lc,
+            "wlc" => Scheduler::Wlc,
+            other => {
+                return Err(CtlError::invalid(format!(
+                    "service {}: unknown scheduler {other}",
+                    p.name
+                )))
+            }
+        };
+        let fwd = forwarding(match p.mode {
+            pylon_sync::Mode::Nat => Mode::Nat,
+            pylon_sync::Mode::Dsr => Mode::Dsr,
+            pylon_sync::Mode::Tunnel => Mode::Tunnel,
+        });
+        let servers: Vec<(Ipv4Addr, u16, u32)> = match live(&p.name) {
+            None => {
+                rest.push(Command::AddService {
+                    name: p.name.clone(),
+                    protocol: protocol(p.proto),
+                    vip: p.vip,
+                    port: p.port,
+                    scheduler,
+                    forwarding: fwd,
+                });
+                Vec::new()
+            }
+            Some(s) => {
+                if (s.vip, s.port, s.proto) != (p.vip, p.port, p.proto) {
+                    return Err(CtlError::invalid(format!(
+                        "service {} is {} here and {}/{} {}:{} on the peer; an address cannot change at runtime",
+                        p.name,
+                        describe(s),
+                        proto_name(p.proto),
+                        p.vip,
+                        p.port,
+                        p.scheduler
+                    )));
+                }
+                if s.scheduler.name() != p.scheduler || forwarding(s.mode) != fwd {
+                    rest.push(Command::EditService {
+                        name: p.name.clone(),
+                        scheduler: Some(scheduler),
+                        forwarding: Some(fwd),
+                    });
+                }
+                s.servers
+                    .iter()
+                    .filter(|r| !r.removing)
+                    .map(|r| (r.addr, r.port, r.weight))
+                    .collect()
+            }
+        };
+        for &(addr, port, _) in &servers {
+            if !p.servers.iter().any(|&(a, po, _)| (a, po) == (addr, port)) {
+                removals.push(Command::DelServer {
+                    service: p.name.clone(),
+                    address: addr,
+                    port: Some(port),
+                });
+            }
+        }
+        for &(addr, port, weight) in &p.servers {
+            let weight = u16::try_from(weight).map_err(|_| {
+                CtlError::invalid(format!("{addr}:{port}: weight {weight} is out of range"))
+            })?;
+            match servers.iter().find(|&&(a, po, _)| (a, po) == (addr, port)) {
+                None => rest.push(Command::AddServer {
+                    service: p.name.clone(),
+                    address: addr,
+                    port: Some(port),
+                    weight,
+                    forwarding: None,
+                }),
+                Some(&(_, _, w)) if w != u32::from(weight) => rest.push(Command::EditServer {
+                    service: p.name.clone(),
+                    address: addr,
+                    port: Some(port),
+                    weight,
+                }),
+                Some(_) => {}
+            }
+        }
+    }
+    removals.extend(rest);
+    Ok(removals)
 }
 
 fn live_service<'p>(pool: &'p mut Pool, name: &str) -> Result<&'p mut PoolService, CtlError> {

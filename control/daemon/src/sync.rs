@@ -25,7 +25,7 @@ use pylon_dataplane::events::{EventKind, EventQueue};
 use pylon_dataplane::forward::release;
 use pylon_dataplane::shared::Shared;
 use pylon_dataplane::snapshot::{Mode, Snapshot};
-use pylon_sync::digest::{digest, ServiceDesc};
+use pylon_sync::digest::{canonical, digest, ServiceDesc};
 use pylon_sync::{Config, Digest, Endpoint, Event, Key, Kind, Reject, ResyncReason, SyncConn};
 use serde_json::Value;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -65,8 +65,17 @@ pub enum SyncError {
 struct Common {
     stop: AtomicBool,
     startup_pending: AtomicBool,
-    digest: Mutex<Option<Digest>>,
+    config: Mutex<Option<LocalConfig>>,
+    pushed: Mutex<Option<(SocketAddr, Vec<ServiceDesc>)>>,
     status: Mutex<SyncData>,
+}
+
+/// Our running configuration as the peers see it.
+#[derive(Clone)]
+struct LocalConfig {
+    digest: Digest,
+    /// Its canonical text, what a push carries.
+    text: String,
 }
 
 /// The running sync thread; stopped and joined on drop.
@@ -98,11 +107,12 @@ fn wire_mode(m: Mode) -> pylon_sync::Mode {
     }
 }
 
-/// The digest of the pool's services and configured weights.
-pub fn pool_digest(pool: &Pool) -> Digest {
-    let services: Vec<ServiceDesc> = pool
-        .services
+/// The pool's services, real servers and configured weights as the
+/// digest sees them (deleted ones still draining are gone already).
+pub fn pool_services(pool: &Pool) -> Vec<ServiceDesc> {
+    pool.services
         .iter()
+        .filter(|s| !s.removing)
         .map(|s| ServiceDesc {
             name: s.name.clone(),
             vip: s.vip,
@@ -113,12 +123,12 @@ pub fn pool_digest(pool: &Pool) -> Digest {
             servers: s
                 .servers
                 .iter()
+                .filter(|r| !r.removing)
                 .map(|r| (r.addr, r.port, r.weight))
                 .collect(),
             sorry: s.sorry.as_ref().map(|r| (r.addr, r.port)),
         })
-        .collect();
-    digest(&services)
+        .collect()
 }
 
 /// 64 random bits from the kernel for the session id and nonces.
@@ -188,7 +198,8 @@ impl Sync {
         let common = Arc::new(Common {
             stop: AtomicBool::new(false),
             startup_pending: AtomicBool::new(true),
-            digest: Mutex::new(None),
+            config: Mutex::new(None),
+            pushed: Mutex::new(None),
             status: Mutex::new(SyncData {
                 configured: true,
                 listen: cfg.listen.to_string(),
@@ -209,6 +220,9 @@ impl Sync {
             digest: None,
             queue_overflows: 0,
             listen: cfg.listen,
+            push_config: cfg.push_config,
+            accept_config: cfg.accept_config,
+            pushing: false,
         };
         let thread = std::thread::Builder::new()
             .name("pylon-sync".into())
@@ -234,12 +248,26 @@ impl Sync {
     }
 
     /// Our running configuration changed: its digest for the peers.
-    pub fn set_digest(&self, d: Digest) {
+    pub fn set_config(&self, services: &[ServiceDesc]) {
+        let local = LocalConfig {
+            digest: digest(services),
+            text: canonical(services),
+        };
         *self
             .common
-            .digest
+            .config
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(d);
+            .unwrap_or_else(PoisonError::into_inner) = Some(local);
+    }
+
+    /// A configuration a peer pushed and `accept_config` lets us apply:
+    /// the peer's address and its services. Taken once.
+    pub fn take_pushed(&self) -> Option<(SocketAddr, Vec<ServiceDesc>)> {
+        self.common
+            .pushed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// What `pylonctl sync` shows.
@@ -282,6 +310,10 @@ struct Runner {
     /// Times a worker's event queue was found full.
     queue_overflows: u64,
     listen: SocketAddr,
+    push_config: bool,
+    accept_config: bool,
+    /// Whether the endpoint has our text to push.
+    pushing: bool,
 }
 
 impl Runner {
@@ -293,7 +325,7 @@ impl Runner {
             }
             let now = self.shared.clock.now_ms64();
             self.drain_queues(now);
-            self.check_digest(now);
+            self.check_config(now);
             if now >= self.next_refresh {
                 self.next_refresh = now + self.refresh_ms;
                 self.refresh();
@@ -352,17 +384,34 @@ impl Runner {
         }
     }
 
-    fn check_digest(&mut self, now: u64) {
-        let d = *self
+    /// Our configuration's digest for the peers, and with `push_config`
+    /// its text while we serve something.
+    fn check_config(&mut self, now: u64) {
+        let serving = self
+            .shared
+            .snapshot
+            .load()
+            .services
+            .iter()
+            .any(|s| s.active);
+        let pushing = self.push_config && serving;
+        let config = self
             .common
-            .digest
+            .config
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if d != self.digest {
-            self.digest = d;
-            if let Some(d) = d {
-                self.endpoint.set_local_digest(now, d);
-            }
+        let Some(local) = config.as_ref() else {
+            return;
+        };
+        let changed = Some(local.digest) != self.digest;
+        if changed {
+            self.digest = Some(local.digest);
+            self.endpoint.set_local_digest(now, local.digest);
+        }
+        if changed || pushing != self.pushing {
+            self.pushing = pushing;
+            self.endpoint
+                .set_push_text(pushing.then(|| local.text.clone()));
         }
     }
 
@@ -465,6 +514,22 @@ impl Runner {
                         );
                     }
                 }
+                Event::ConfigPushed { peer, services } => {
+                    let from = self.peer(peer);
+                    if !self.accept_config {
+                        info!(peer = %from, "sync: configuration pushed by the peer ignored (accept_config is off)");
+                    } else if let Some(addr) = self.endpoint.peer_addr(peer) {
+                        info!(peer = %from, services = services.len(), "sync: configuration pushed by the peer");
+                        *self
+                            .common
+                            .pushed
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = Some((addr, services));
+                    }
+                }
+                Event::ConfigPushRefused { peer, reason } => {
+                    warn!(peer = %self.peer(peer), %reason, "sync: configuration push refused");
+                }
             }
         }
     }
@@ -500,6 +565,9 @@ impl Runner {
             ("transfers_sent", s.transfers_sent),
             ("transfers_completed", s.transfers_completed),
             ("overflows", s.overflows),
+            ("pushes_sent", s.pushes_sent),
+            ("pushes_received", s.pushes_received),
+            ("pushes_refused", s.pushes_refused),
             ("queue_overflows", self.queue_overflows),
             ("installed", n.installed),
             ("updated", n.updated),
@@ -855,10 +923,14 @@ mod tests {
         )
         .unwrap();
         let mut pool = Pool::from_config(&cfg, |_, _, _| true).unwrap();
-        let d = pool_digest(&pool);
+        let d = digest(&pool_services(&pool));
         pool.set_up("web", std::net::Ipv4Addr::new(10, 0, 2, 11), 80, false);
-        assert_eq!(pool_digest(&pool), d, "health is no configuration");
+        assert_eq!(
+            digest(&pool_services(&pool)),
+            d,
+            "health is no configuration"
+        );
         pool.services[0].servers[0].weight = 3;
-        assert_ne!(pool_digest(&pool), d);
+        assert_ne!(digest(&pool_services(&pool)), d);
     }
 }

@@ -42,6 +42,17 @@ pub struct Sync {
     /// transfer, never a wait.
     #[serde(default = "default_queue", deserialize_with = "queue")]
     pub queue: u32,
+    /// `push_config`: while this appliance serves (VRRP MASTER, or no
+    /// VRRP), send its running services, servers and weights to every
+    /// peer whose configuration digest differs; default false.
+    #[serde(default)]
+    pub push_config: bool,
+    /// `accept_config`: apply a configuration a peer pushes, while this
+    /// appliance serves none of its services (a VRRP backup), as runtime
+    /// changes (`pylonctl diff` shows them against the file); default
+    /// false.
+    #[serde(default)]
+    pub accept_config: bool,
 }
 
 fn default_max_rate() -> u32 {

@@ -71,6 +71,55 @@ pub fn canonical(services: &[ServiceDesc]) -> String {
     text
 }
 
+/// Reads a canonical text back (a pushed configuration, see
+/// `PROTOCOL.md`, "Configuration push"); the error names the line.
+pub fn parse_canonical(text: &str) -> Result<Vec<ServiceDesc>, String> {
+    fn addr(s: &str) -> Option<(Ipv4Addr, u16)> {
+        let (ip, port) = s.split_once(':')?;
+        Some((ip.parse().ok()?, port.parse().ok()?))
+    }
+    let mut out: Vec<ServiceDesc> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let bad = || format!("line {}: `{}`", n + 1, line.escape_debug());
+        let words: Vec<&str> = line.split(' ').collect();
+        match words.as_slice() {
+            ["service", at, name, scheduler, mode] => {
+                let (vp, proto) = at.split_once('/').ok_or_else(bad)?;
+                let (vip, port) = addr(vp).ok_or_else(bad)?;
+                let mode = match *mode {
+                    "nat" => Mode::Nat,
+                    "dsr" => Mode::Dsr,
+                    "tunnel" => Mode::Tunnel,
+                    _ => return Err(bad()),
+                };
+                out.push(ServiceDesc {
+                    name: (*name).to_owned(),
+                    vip,
+                    port,
+                    proto: proto.parse().map_err(|_| bad())?,
+                    scheduler: (*scheduler).to_owned(),
+                    mode,
+                    servers: Vec::new(),
+                    sorry: None,
+                });
+            }
+            ["server", at, weight] => {
+                let (ip, port) = addr(at).ok_or_else(bad)?;
+                let weight = weight.parse().map_err(|_| bad())?;
+                out.last_mut()
+                    .ok_or_else(bad)?
+                    .servers
+                    .push((ip, port, weight));
+            }
+            ["sorry", at] => {
+                out.last_mut().ok_or_else(bad)?.sorry = Some(addr(at).ok_or_else(bad)?);
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(out)
+}
+
 /// The digest of `services`, with their counts (saturated at 65535).
 pub fn digest(services: &[ServiceDesc]) -> Digest {
     let hash: [u8; DIGEST_LEN] = Sha256::digest(canonical(services).as_bytes()).into();
@@ -110,6 +159,29 @@ mod tests {
              server 10.0.2.11:8080 1\n\
              server 10.0.2.12:8080 2\n"
         );
+    }
+
+    #[test]
+    fn canonical_text_reads_back() {
+        let mut dns = web();
+        dns.name = "dns".into();
+        dns.port = 53;
+        dns.proto = 17;
+        dns.mode = Mode::Dsr;
+        dns.sorry = Some((Ipv4Addr::new(10, 0, 2, 20), 53));
+        let text = canonical(&[web(), dns]);
+        let back = parse_canonical(&text).unwrap();
+        assert_eq!(canonical(&back), text);
+        for bad in [
+            "server 10.0.2.11:8080 1\n",
+            "service 10.0.1.100:80/6 web wlc ipip\n",
+            "service 10.0.1.100:80 web wlc nat\n",
+            "service 10.0.1.100:80/6 web wlc nat\nserver 10.0.2.11 1\n",
+            "service 10.0.1.100:80/6 web wlc nat\nserver 10.0.2.11:8080 x\n",
+            "hello\n",
+        ] {
+            assert!(parse_canonical(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! detected and repaired by a full table transfer), an HMAC on every
 //! datagram, replay protection, a rate bound, and configuration digests.
 
+use crate::digest::ServiceDesc;
 use crate::window::Window;
 use crate::wire::{
     self, ConnKey, Digest, Header, Key, Message, Reject, ResyncReason, SyncConn, MAX_CHUNK,
@@ -33,6 +34,13 @@ pub const TRANSFER_STALL_MS: u64 = 3000;
 /// Updates waiting for the rate bound beyond this many are not kept: the
 /// peers get a full transfer instead (see [`Endpoint::push_update`]).
 pub const MAX_PENDING: usize = 1 << 16;
+/// A peer whose configuration still differs gets our services pushed again
+/// this often (when we push at all).
+pub const PUSH_INTERVAL_MS: u64 = 10_000;
+/// Most parts a pushed configuration may have (about 88 KB of text, some
+/// 2,500 real servers): more is refused, so a peer cannot make us buffer
+/// without bound.
+pub const MAX_PUSH_PARTS: u16 = 64;
 /// However a startup sync goes, it stops holding the appliance back after
 /// this long (a peer that answers but never completes a transfer must not
 /// keep it out of service forever).
@@ -82,6 +90,15 @@ pub enum Event {
         matches: bool,
         theirs: Digest,
     },
+    /// The peer pushed its running services (complete, and matching the
+    /// digest it carried); whether to apply them is the caller's call.
+    ConfigPushed {
+        peer: usize,
+        services: Vec<ServiceDesc>,
+    },
+    /// A configuration push from the peer was unusable: its text did not
+    /// match its digest, did not parse, or had too many parts.
+    ConfigPushRefused { peer: usize, reason: String },
 }
 
 /// Counters for the stats dump.
@@ -103,6 +120,11 @@ pub struct Stats {
     pub transfers_completed: u64,
     /// Updates that found the pending queue full (each forces a resync).
     pub overflows: u64,
+    /// Configurations we pushed (each to one peer), and pushes received
+    /// complete and usable, or refused.
+    pub pushes_sent: u64,
+    pub pushes_received: u64,
+    pub pushes_refused: u64,
     /// Rejected datagrams by [`Reject::index`].
     pub rejected: [u64; Reject::ALL.len()],
 }
@@ -131,6 +153,14 @@ struct Incoming {
     /// must not undo one.
     touched: HashSet<ConnKey>,
     last_progress: u64,
+}
+
+/// A configuration push being received.
+#[derive(Debug)]
+struct IncomingPush {
+    push: u32,
+    digest: [u8; wire::DIGEST_LEN],
+    parts: Vec<Option<Vec<u8>>>,
 }
 
 #[derive(Debug)]
@@ -163,6 +193,9 @@ struct Peer {
     config_match: Option<bool>,
     /// The digest it sent last.
     their_digest: Option<Digest>,
+    /// When we may push our configuration to it next.
+    next_push_at: u64,
+    push: Option<IncomingPush>,
 }
 
 /// One appliance's end of the sync protocol, towards all its peers.
@@ -186,6 +219,9 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     stats: Stats,
     local_digest: Option<Digest>,
+    /// Our running services as canonical text, when we push them.
+    push_text: Option<String>,
+    next_push: u32,
     next_digest_at: u64,
     started_at: u64,
     startup_timeout: u64,
@@ -233,6 +269,8 @@ impl Endpoint {
                     again: false,
                     config_match: None,
                     their_digest: None,
+                    next_push_at: 0,
+                    push: None,
                 })
                 .collect(),
             pending: VecDeque::new(),
@@ -243,6 +281,8 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::default(),
             local_digest: None,
+            push_text: None,
+            next_push: 1,
             next_digest_at: now,
             started_at: now,
             startup_timeout: config.startup_timeout_ms,
@@ -297,6 +337,20 @@ impl Endpoint {
         self.peers
             .get(peer)
             .map_or((None, None), |p| (p.their_digest, p.config_match))
+    }
+
+    /// Pushes `text` (the canonical text of our running services, see
+    /// [`crate::digest::canonical`]) to every peer whose digest differs
+    /// from ours, and again every [`PUSH_INTERVAL_MS`] while it does;
+    /// `None` stops pushing. The caller decides when this appliance's
+    /// configuration is the one to spread (`push_config`, and serving).
+    pub fn set_push_text(&mut self, text: Option<String>) {
+        if text.is_none() || text != self.push_text {
+            for p in &mut self.peers {
+                p.next_push_at = 0;
+            }
+        }
+        self.push_text = text;
     }
 
     /// Our configuration digest, once set.
@@ -598,6 +652,13 @@ impl Endpoint {
                         .push_back(Event::TableRequested { peer, reason });
                 }
             }
+            Message::ConfigPush {
+                push,
+                index,
+                count,
+                digest,
+                text,
+            } => self.push_part(peer, push, index, count, digest, text),
             Message::ConfigDigest(theirs) => {
                 p.their_digest = Some(theirs);
                 let Some(ours) = self.local_digest else {
@@ -640,6 +701,7 @@ impl Endpoint {
                 }
             }
         }
+        self.push_config(now);
         if let Some(d) = self.local_digest {
             if now >= self.next_digest_at {
                 self.next_digest_at = now + DIGEST_INTERVAL_MS;
@@ -654,6 +716,99 @@ impl Endpoint {
             {
                 self.startup_done = true;
             }
+        }
+    }
+
+    /// Our services, in parts, to the peers whose digest differs.
+    fn push_config(&mut self, now: u64) {
+        let (Some(text), Some(d)) = (&self.push_text, self.local_digest) else {
+            return;
+        };
+        let parts: Vec<&[u8]> = text.as_bytes().chunks(wire::MAX_PUSH_TEXT).collect();
+        let Ok(count) = u16::try_from(parts.len().max(1)) else {
+            return;
+        };
+        if count > MAX_PUSH_PARTS {
+            return;
+        }
+        for i in 0..self.peers.len() {
+            let p = &mut self.peers[i];
+            if p.config_match != Some(false) || now < p.next_push_at {
+                continue;
+            }
+            p.next_push_at = now + PUSH_INTERVAL_MS;
+            let push = self.next_push;
+            self.next_push = self.next_push.wrapping_add(1);
+            self.stats.pushes_sent += 1;
+            for index in 0..count {
+                let text = parts
+                    .get(usize::from(index))
+                    .map_or(Vec::new(), |t| t.to_vec());
+                self.outbox.push_back((
+                    i,
+                    Message::ConfigPush {
+                        push,
+                        index,
+                        count,
+                        digest: d.hash,
+                        text,
+                    },
+                ));
+            }
+        }
+    }
+
+    /// One part of a peer's push; the whole when it is complete.
+    fn push_part(
+        &mut self,
+        peer: usize,
+        push: u32,
+        index: u16,
+        count: u16,
+        digest: [u8; wire::DIGEST_LEN],
+        text: Vec<u8>,
+    ) {
+        let refuse = |e: &mut Endpoint, reason: String| {
+            e.stats.pushes_refused += 1;
+            e.events
+                .push_back(Event::ConfigPushRefused { peer, reason });
+        };
+        if count > MAX_PUSH_PARTS {
+            return refuse(self, format!("{count} parts, at most {MAX_PUSH_PARTS}"));
+        }
+        let p = &mut self.peers[peer];
+        let fresh = p.push.as_ref().map_or(true, |i| {
+            i.push != push || i.digest != digest || i.parts.len() != usize::from(count)
+        });
+        if fresh {
+            p.push = Some(IncomingPush {
+                push,
+                digest,
+                parts: vec![None; usize::from(count)],
+            });
+        }
+        let Some(inc) = p.push.as_mut() else {
+            return;
+        };
+        inc.parts[usize::from(index)] = Some(text);
+        if inc.parts.iter().any(Option::is_none) {
+            return;
+        }
+        let whole: Vec<u8> = inc.parts.iter().flatten().flatten().copied().collect();
+        p.push = None;
+        if <sha2::Sha256 as sha2::Digest>::digest(&whole).as_slice() != digest {
+            return refuse(self, "its text does not match its digest".into());
+        }
+        let parsed = std::str::from_utf8(&whole)
+            .map_err(|e| e.to_string())
+            .and_then(crate::digest::parse_canonical);
+        match parsed {
+            Ok(services) => {
+                self.stats.pushes_received += 1;
+                self.events
+                    .push_back(Event::ConfigPushed { peer, services });
+            }
+            Err(e) => refuse(self, e),
         }
     }
 

@@ -39,6 +39,11 @@ pub const MAX_UPDATES: usize = (MAX_DATAGRAM - HEADER_LEN - MAC_LEN - UPDATES_HE
 pub const MAX_CHUNK: usize = (MAX_DATAGRAM - HEADER_LEN - MAC_LEN - CHUNK_HEAD) / ENTRY_LEN;
 /// Bytes of a configuration digest (SHA-256).
 pub const DIGEST_LEN: usize = 32;
+/// ConfigPush body before the text: push, index, count, length, padding,
+/// digest.
+const PUSH_HEAD: usize = 12 + DIGEST_LEN;
+/// Text bytes per ConfigPush datagram.
+pub const MAX_PUSH_TEXT: usize = MAX_DATAGRAM - HEADER_LEN - MAC_LEN - PUSH_HEAD;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -307,6 +312,16 @@ pub enum Message {
     ResyncRequest { nonce: u64, reason: ResyncReason },
     /// Type 6: the sender's running configuration, as a digest.
     ConfigDigest(Digest),
+    /// Type 7: part `index` of `count` of the sender's running services as
+    /// the digest's canonical text, whose SHA-256 is `digest`; sent to a
+    /// peer whose digest differs, when `push_config` is on.
+    ConfigPush {
+        push: u32,
+        index: u16,
+        count: u16,
+        digest: [u8; DIGEST_LEN],
+        text: Vec<u8>,
+    },
 }
 
 impl Message {
@@ -318,6 +333,7 @@ impl Message {
             Message::FullEnd { .. } => 4,
             Message::ResyncRequest { .. } => 5,
             Message::ConfigDigest(_) => 6,
+            Message::ConfigPush { .. } => 7,
         }
     }
 
@@ -329,6 +345,7 @@ impl Message {
             Message::FullEnd { .. } => 12,
             Message::ResyncRequest { .. } => 12,
             Message::ConfigDigest(_) => DIGEST_LEN + 4,
+            Message::ConfigPush { text, .. } => PUSH_HEAD + text.len(),
         }
     }
 
@@ -379,6 +396,22 @@ impl Message {
                 b[DIGEST_LEN..DIGEST_LEN + 2].copy_from_slice(&d.services.to_be_bytes());
                 b[DIGEST_LEN + 2..DIGEST_LEN + 4].copy_from_slice(&d.servers.to_be_bytes());
             }
+            Message::ConfigPush {
+                push,
+                index,
+                count,
+                digest,
+                text,
+            } => {
+                b[0..4].copy_from_slice(&push.to_be_bytes());
+                b[4..6].copy_from_slice(&index.to_be_bytes());
+                b[6..8].copy_from_slice(&count.to_be_bytes());
+                // Callers keep parts within MAX_PUSH_TEXT (< 2^16).
+                b[8..10].copy_from_slice(&(text.len() as u16).to_be_bytes());
+                b[10..12].fill(0);
+                b[12..PUSH_HEAD].copy_from_slice(digest);
+                b[PUSH_HEAD..].copy_from_slice(text);
+            }
         }
     }
 
@@ -427,6 +460,28 @@ impl Message {
                     services: r.u16().ok_or(Reject::Truncated)?,
                     servers: r.u16().ok_or(Reject::Truncated)?,
                 })
+            }
+            7 => {
+                let push = r.u32().ok_or(Reject::Truncated)?;
+                let index = r.u16().ok_or(Reject::Truncated)?;
+                let count = r.u16().ok_or(Reject::Truncated)?;
+                let len = usize::from(r.u16().ok_or(Reject::Truncated)?);
+                r.skip(2).ok_or(Reject::Truncated)?;
+                let digest = r.bytes::<DIGEST_LEN>().ok_or(Reject::Truncated)?;
+                if r.0.len() < len {
+                    return Err(Reject::Truncated);
+                }
+                if r.0.len() > len || count == 0 || index >= count {
+                    return Err(Reject::Malformed);
+                }
+                let text = std::mem::take(&mut r.0).to_vec();
+                Message::ConfigPush {
+                    push,
+                    index,
+                    count,
+                    digest,
+                    text,
+                }
             }
             _ => return Err(Reject::Malformed),
         };
@@ -648,7 +703,52 @@ mod tests {
                 services: 2,
                 servers: 6,
             }),
+            Message::ConfigPush {
+                push: 4,
+                index: 1,
+                count: 2,
+                digest: [9; 32],
+                text: b"server 10.0.2.11:8080 1\n".to_vec(),
+            },
+            Message::ConfigPush {
+                push: 5,
+                index: 0,
+                count: 1,
+                digest: [1; 32],
+                text: vec![b'x'; MAX_PUSH_TEXT],
+            },
         ]
+    }
+
+    #[test]
+    fn a_push_part_must_be_one_of_its_count_and_as_long_as_it_says() {
+        let part = |index, count, text: Vec<u8>| Message::ConfigPush {
+            push: 1,
+            index,
+            count,
+            digest: [0; 32],
+            text,
+        };
+        for bad in [part(2, 2, vec![]), part(0, 0, vec![])] {
+            assert_eq!(
+                decode(&key(), &encode(&key(), H, &bad)),
+                Err(Reject::Malformed)
+            );
+        }
+        // A length field larger than the text that follows.
+        let mut d = encode(&key(), H, &part(0, 1, b"abc".to_vec()));
+        d[24 + 8..24 + 10].copy_from_slice(&4u16.to_be_bytes());
+        let body_end = d.len() - MAC_LEN;
+        let mac = resign_for_test(&d[..body_end]);
+        d[body_end..].copy_from_slice(&mac);
+        assert_eq!(decode(&key(), &d), Err(Reject::Truncated));
+    }
+
+    fn resign_for_test(data: &[u8]) -> [u8; MAC_LEN] {
+        use hmac::Mac;
+        let mut m = HmacSha256::new_from_slice(b"0123456789abcdef0123456789abcdef").unwrap();
+        m.update(data);
+        m.finalize().into_bytes().into()
     }
 
     #[test]

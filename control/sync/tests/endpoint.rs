@@ -3,8 +3,8 @@
 //! reason a datagram is rejected (none of which installs anything).
 
 use pylon_conntrack::State;
-use pylon_sync::digest::{digest, ServiceDesc};
-use pylon_sync::endpoint::{MAX_PENDING, RESYNC_RETRY_MS, STARTUP_MAX_MS};
+use pylon_sync::digest::{canonical, digest, ServiceDesc};
+use pylon_sync::endpoint::{MAX_PENDING, PUSH_INTERVAL_MS, RESYNC_RETRY_MS, STARTUP_MAX_MS};
 use pylon_sync::wire::{self, Header, Message};
 use pylon_sync::{Config, Endpoint, Event, Key, Kind, Mode, Reject, SyncConn, Transmit};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -534,4 +534,84 @@ fn under_overload_a_transfer_completes_and_one_more_follows() {
     // Updates kept flowing meanwhile, in about half of the datagrams.
     let updates = b.conns.iter().filter(|c| c.kind == Kind::New).count();
     assert!(updates >= 40 * 54, "{updates} updates arrived");
+}
+
+#[test]
+fn a_differing_peer_gets_our_services_pushed_in_parts() {
+    let (mut a, mut b) = pair();
+    // Enough servers for three parts.
+    let big = ServiceDesc {
+        name: "web".into(),
+        vip: Ipv4Addr::new(10, 0, 1, 100),
+        port: 80,
+        proto: 6,
+        scheduler: "wlc".into(),
+        mode: Mode::Nat,
+        servers: (0..120u8)
+            .map(|i| (Ipv4Addr::new(10, 0, 2, i), 8080, u32::from(i) + 1))
+            .collect(),
+        sorry: Some((Ipv4Addr::new(10, 0, 3, 1), 8080)),
+    };
+    let mut small = big.clone();
+    small.servers.truncate(2);
+    let text = canonical(std::slice::from_ref(&big));
+    assert!(text.len() > 2 * wire::MAX_PUSH_TEXT);
+    a.ep.set_local_digest(0, digest(std::slice::from_ref(&big)));
+    b.ep.set_local_digest(0, digest(&[small]));
+    a.ep.set_push_text(Some(text));
+    run(&mut a, &mut b, 0, 3000, |_| true);
+    let pushed: Vec<&Vec<ServiceDesc>> = b
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ConfigPushed { services, .. } => Some(services),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pushed.len(), 1, "one push per {PUSH_INTERVAL_MS} ms");
+    assert_eq!(pushed[0], &vec![big.clone()]);
+    assert_eq!(a.ep.stats().pushes_sent, 1);
+    assert_eq!(b.ep.stats().pushes_received, 1);
+    // b does not push back: it was given no text.
+    assert_eq!(b.ep.stats().pushes_sent, 0);
+    // Still differing 10 s later: pushed again.
+    run(&mut a, &mut b, 3000, PUSH_INTERVAL_MS, |_| true);
+    assert_eq!(b.ep.stats().pushes_received, 2);
+    // Once b runs the same, no more pushes.
+    b.ep.set_local_digest(13_000, digest(&[big]));
+    run(&mut a, &mut b, 13_000, 2 * PUSH_INTERVAL_MS, |_| true);
+    assert_eq!(a.ep.stats().pushes_sent, 2);
+}
+
+#[test]
+fn a_push_whose_text_does_not_match_its_digest_is_refused() {
+    let (mut a, mut b) = pair();
+    run(&mut a, &mut b, 0, 2000, |_| true);
+    let web = "service 10.0.1.100:80/6 web wlc nat\nserver 10.0.2.11:8080 1\n";
+    // Authentic (right key, next sequence number) but inconsistent.
+    let forged = wire::encode(
+        &Key::new(KEY).unwrap(),
+        Header {
+            session: a.ep.session(),
+            seq: a.sent.len() as u64 + 1,
+        },
+        &Message::ConfigPush {
+            push: 9,
+            index: 0,
+            count: 1,
+            digest: [0; 32],
+            text: web.as_bytes().to_vec(),
+        },
+    );
+    b.ep.handle(2000, a.addr, &forged).unwrap();
+    b.drive(2000);
+    assert_eq!(b.ep.stats().pushes_refused, 1);
+    assert!(b
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::ConfigPushRefused { .. })));
+    assert!(!b
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::ConfigPushed { .. })));
 }

@@ -62,6 +62,8 @@ fn config(listen: SocketAddr, peer: SocketAddr) -> SyncConfig {
         startup_timeout: 10,
         refresh: 60,
         queue: QUEUE_EVENTS as u32,
+        push_config: false,
+        accept_config: false,
     }
 }
 
