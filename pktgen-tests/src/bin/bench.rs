@@ -69,7 +69,7 @@ fn parse_args() -> Result<Args> {
         packets: 4_000_000,
         json: None,
         quick: false,
-        rounds: 2,
+        rounds: 3,
         seconds: 3.0,
         wrk_seconds: 10,
         servers: Servers::Nginx,
