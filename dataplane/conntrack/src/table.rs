@@ -413,6 +413,36 @@ impl Table {
         })
     }
 
+    /// Starts loading the index bucket where the connection keyed by the
+    /// client side of a flow would be (the key of
+    /// [`lookup_forward`](Self::lookup_forward) and
+    /// [`lookup_reply`](Self::lookup_reply)), and returns the key's hash
+    /// for [`prefetch_entries`](Self::prefetch_entries). A worker does this
+    /// for a whole RX burst before processing it, so the misses of
+    /// different packets overlap instead of coming one after the other
+    /// (VPP's load balancer works the same way).
+    pub fn prefetch_bucket(&self, client_ip: u32, client_port: u16, proto: u8) -> u64 {
+        let h = self.hash(client_ip, client_port, proto);
+        prefetch(self.bucket(self.probe(h), 0));
+        h
+    }
+
+    /// Starts loading the entries the home bucket of `h` (from
+    /// [`prefetch_bucket`](Self::prefetch_bucket), whose line should have
+    /// arrived meanwhile) points at with the key's tag: the second
+    /// dependent miss of a lookup.
+    pub fn prefetch_entries(&self, h: u64) {
+        let p = self.probe(h);
+        for slot in &self.bucket(p, 0).0 {
+            let v = slot.load(Relaxed);
+            if v >> 32 == p.tag && v & LOW != 0 {
+                if let Some(e) = self.entries.get(((v & LOW) - 1) as usize) {
+                    prefetch(e);
+                }
+            }
+        }
+    }
+
     /// The connection of a client -> VIP packet: key (source address, source
     /// port, protocol), verified against the VIP and virtual port.
     pub fn lookup_forward(
@@ -748,6 +778,16 @@ impl Table {
             }
         }
     }
+}
+
+/// A cache hint for the line holding `x` (`prefetcht0`); nothing where
+/// the target has no such instruction.
+#[inline(always)]
+fn prefetch<T>(x: &T) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+    safe_arch::prefetch_t0(x);
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+    let _ = x;
 }
 
 #[cfg(test)]

@@ -376,6 +376,25 @@ impl Burst {
         Ok(())
     }
 
+    /// The first segment's bytes of each mbuf held, in order (as
+    /// [`Mbuf::data`]), to look at a burst before taking it apart.
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.ptrs[..self.len].iter().map(|&p| {
+            // SAFETY: ptrs[..len] are valid mbufs owned by the burst, which
+            // is borrowed (shared) for as long as the slices live, so nothing
+            // writes them meanwhile.
+            let m = unsafe { &*p };
+            // SAFETY: as in `Mbuf::data`: buf_addr + data_off starts
+            // data_len initialised bytes inside the mbuf's buffer.
+            unsafe {
+                slice::from_raw_parts(
+                    m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
+                    usize::from(m.data_len),
+                )
+            }
+        })
+    }
+
     /// Takes every mbuf out, in order. The burst is empty afterwards, even
     /// if the iterator is dropped early (the rest are then freed).
     pub fn drain(&mut self) -> Drain<'_> {

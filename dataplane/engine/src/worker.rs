@@ -127,6 +127,9 @@ impl Worker {
             };
             let n = rxq.rx_burst_max(&mut self.rx_buf, self.burst);
             total += n;
+            if n > 0 {
+                self.fwd.prefetch(&snap, self.rx_buf.frames());
+            }
             let mut batch = std::mem::replace(&mut self.rx_buf, Burst::new());
             for mut mbuf in batch.drain() {
                 let verdict = if mbuf.is_contiguous() {

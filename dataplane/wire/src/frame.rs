@@ -100,6 +100,30 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
+/// The addresses, protocol and ports of a TCP or UDP over IPv4 frame
+/// (VLAN-tagged or not) without validating anything: a hint for
+/// prefetching, never a basis for a decision ([`parse`] is).
+/// `(src, dst, proto, sport, dport)`.
+pub fn peek_flow(frame: &[u8]) -> Option<(u32, u32, u8, u16, u16)> {
+    let eth = ethernet::parse(frame)?;
+    if eth.ethertype != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = frame.get(eth.payload..)?;
+    let ihl = usize::from(*ip.first()? & 0x0f) * 4;
+    let proto = *ip.get(ipv4_field::PROTO)?;
+    if (proto != PROTO_TCP && proto != PROTO_UDP) || ip.len() < ihl.max(20) + 4 {
+        return None;
+    }
+    Some((
+        be32(ip, ipv4_field::SRC),
+        be32(ip, ipv4_field::DST),
+        proto,
+        be16(ip, ihl),
+        be16(ip, ihl + 2),
+    ))
+}
+
 /// Parses and validates a frame (RFC 791 §3.1 header rules; the IPv4
 /// header checksum is verified, transport checksums are not: end hosts
 /// verify those, and the rewrite keeps them exactly as valid as received).
@@ -336,6 +360,30 @@ mod tests {
 
     fn syn() -> Vec<u8> {
         tcp_frame([2; 6], [4; 6], C, V, 40000, 80, tcp_flags::SYN, &[])
+    }
+
+    #[test]
+    fn peeked_flows_are_what_parse_finds() {
+        let f = syn();
+        assert_eq!(
+            peek_flow(&f),
+            Some((
+                u32::from_be_bytes(C),
+                u32::from_be_bytes(V),
+                PROTO_TCP,
+                40000,
+                80
+            ))
+        );
+        // Too short for the ports, not IPv4, not TCP or UDP: nothing.
+        assert_eq!(peek_flow(&f[..14 + 20 + 3]), None);
+        let mut arp = f.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(peek_flow(&arp), None);
+        let mut icmp = f;
+        icmp[14 + ipv4_field::PROTO] = PROTO_ICMP;
+        assert_eq!(peek_flow(&icmp), None);
+        assert_eq!(peek_flow(&[]), None);
     }
 
     #[test]
