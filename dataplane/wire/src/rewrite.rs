@@ -1,7 +1,7 @@
 //! In-place rewrites of a parsed IPv4 frame, with incremental checksum
 //! updates (RFC 1624) so the cost does not depend on the payload size.
 
-use crate::checksum::{update16, update32};
+use crate::checksum::{self, update16};
 use crate::frame::{
     ipv4_field, write_ipv4_header, Ipv4Summary, PROTO_TCP, PROTO_UDP, TCP_CHECKSUM, UDP_CHECKSUM,
 };
@@ -36,7 +36,8 @@ pub fn set_endpoint(f: &mut [u8], s: &mut Ipv4Summary, end: End, addr: u32, port
     };
     put32(f, s.l3 + ip_at, addr);
     let ck_at = s.l3 + ipv4_field::CHECKSUM;
-    put16(f, ck_at, update32(get16(f, ck_at), old_addr, addr));
+    let d_addr = checksum::diff32(old_addr, addr);
+    put16(f, ck_at, checksum::adjust(get16(f, ck_at), d_addr));
     let l4_ck = match s.proto {
         PROTO_TCP => Some(s.l4 + TCP_CHECKSUM),
         PROTO_UDP if get16(f, s.l4 + UDP_CHECKSUM) != 0 => Some(s.l4 + UDP_CHECKSUM),
@@ -49,8 +50,7 @@ pub fn set_endpoint(f: &mut [u8], s: &mut Ipv4Summary, end: End, addr: u32, port
         put16(f, s.l4 + port_at, port);
     }
     if let Some(at) = l4_ck {
-        let mut ck = update32(get16(f, at), old_addr, addr);
-        ck = update16(ck, old_port, port);
+        let mut ck = checksum::adjust(get16(f, at), d_addr + checksum::diff16(old_port, port));
         if s.proto == PROTO_UDP && ck == 0 {
             ck = 0xffff;
         }
