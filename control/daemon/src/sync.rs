@@ -476,7 +476,7 @@ impl Runner {
                         }
                     }
                     let snap = self.shared.snapshot.load();
-                    let mut rows = Vec::new();
+                    let mut rows = Vec::with_capacity(self.shared.conns.len() as usize);
                     let now = self.shared.clock.now_ms();
                     let served_only = reason != ResyncReason::Startup;
                     self.shared.conns.for_each(now, |c, idle| {

@@ -1,7 +1,7 @@
 //! `pylon-bench`: the benchmark behind `make bench`.
 //!
 //! ```text
-//! pylon-bench [--quick] [--rounds N] [--seconds S] [--wrk-seconds S]
+//! pylon-bench [--quick] [--rounds N] [--sync-pairs N] [--seconds S] [--wrk-seconds S]
 //!             [--servers nginx|python] [--skip-pktgen] [--skip-real]
 //!             [--only NAME[:FLOWS][,...]] [--out DIR]
 //! ```
@@ -9,7 +9,9 @@
 //! 1. Packet rates: runs itself as `pylon-bench pktgen` (a child process,
 //!    because DPDK's EAL initialises once per process and pins its threads)
 //!    to measure every scenario of `pktgen::scenario::standard` `--rounds`
-//!    times, keeping each scenario's best round.
+//!    times, keeping each scenario's best round; then `--sync-pairs` times
+//!    (default 15) the two scenarios of `scenario::sync_pair`, `nat_new`
+//!    without and with connection sync back to back, for the sync target.
 //! 2. Real traffic: Pylon and HAProxy side by side with `wrk` (see
 //!    `bench::real`).
 //! 3. Writes `DIR/results.json` and `DIR/mpps.svg` (DIR defaults to
@@ -50,6 +52,8 @@ struct Args {
     json: Option<PathBuf>,
     quick: bool,
     rounds: u32,
+    /// Back-to-back pairs of `nat_new` without and with sync.
+    sync_pairs: u32,
     seconds: f64,
     wrk_seconds: u32,
     servers: Servers,
@@ -70,6 +74,7 @@ fn parse_args() -> Result<Args> {
         json: None,
         quick: false,
         rounds: 3,
+        sync_pairs: 15,
         seconds: 3.0,
         wrk_seconds: 10,
         servers: Servers::Nginx,
@@ -89,6 +94,7 @@ fn parse_args() -> Result<Args> {
             "--json" => args.json = Some(PathBuf::from(value()?)),
             "--quick" => args.quick = true,
             "--rounds" => args.rounds = value()?.parse().context("--rounds")?,
+            "--sync-pairs" => args.sync_pairs = value()?.parse().context("--sync-pairs")?,
             "--seconds" => args.seconds = value()?.parse().context("--seconds")?,
             "--wrk-seconds" => args.wrk_seconds = value()?.parse().context("--wrk-seconds")?,
             "--servers" => {
@@ -113,7 +119,7 @@ fn parse_args() -> Result<Args> {
             "--out" => args.out = PathBuf::from(value()?),
             "-h" | "--help" => {
                 println!(
-                    "usage: pylon-bench [--quick] [--rounds N] [--seconds S] [--wrk-seconds S] \
+                    "usage: pylon-bench [--quick] [--rounds N] [--sync-pairs N] [--seconds S] [--wrk-seconds S] \
                      [--servers nginx|python] [--skip-pktgen] [--skip-real] [--only NAME[:FLOWS][,...]] \
                      [--out DIR]"
                 );
@@ -126,6 +132,7 @@ fn parse_args() -> Result<Args> {
         args.seconds = args.seconds.min(1.0);
         args.wrk_seconds = args.wrk_seconds.min(3);
         args.rounds = 1;
+        args.sync_pairs = args.sync_pairs.min(3);
     }
     if args.rounds == 0 || args.seconds <= 0.0 || args.wrk_seconds == 0 {
         bail!("--rounds, --seconds and --wrk-seconds must be positive");
@@ -245,6 +252,7 @@ fn run_pktgen_child(args: &Args, stop: &AtomicBool) -> Result<Vec<Vec<Outcome>>>
         .arg("--json")
         .arg(&json)
         .args(["--rounds", &args.rounds.to_string()])
+        .args(["--sync-pairs", &args.sync_pairs.to_string()])
         .args(["--seconds", &args.seconds.to_string()])
         .env(LOCKED_ENV, "1")
         // A fixed mmap threshold: every large allocation (connection
@@ -300,22 +308,21 @@ fn pktgen_child(args: &Args) -> Result<()> {
         duration: Duration::from_secs_f64(args.seconds),
         sample: 64,
     };
-    let mut rounds = Vec::new();
-    for round in 1..=args.rounds {
+    let wanted = |sc: &scenario::Scenario| {
+        args.only.is_empty()
+            || args
+                .only
+                .iter()
+                .any(|(name, flows)| sc.name == name && flows.map_or(true, |f| f == sc.flows))
+    };
+    let run = |label: String, scenarios: Vec<scenario::Scenario>| -> Result<Vec<Outcome>> {
         let mut outcomes = Vec::new();
-        let wanted = |sc: &scenario::Scenario| {
-            args.only.is_empty()
-                || args
-                    .only
-                    .iter()
-                    .any(|(name, flows)| sc.name == name && flows.map_or(true, |f| f == sc.flows))
-        };
-        for sc in scenario::standard(args.quick).into_iter().filter(wanted) {
+        for sc in scenarios.into_iter().filter(wanted) {
             let started = Instant::now();
             let o = scenario::run(&rig, &sc, &settings)
                 .with_context(|| format!("{} with {} flows", sc.name, sc.flows))?;
             eprintln!(
-                "round {round}: {:<16} {:>9} flows {:7.3} Mpps (median {:.3}, {:.0} per poll) {} in {:.1?}",
+                "{label}: {:<17} {:>9} flows {:7.3} Mpps (median {:.3}, {:.0} per poll) {} in {:.1?}",
                 o.name,
                 o.flows,
                 o.mpps,
@@ -329,7 +336,22 @@ fn pktgen_child(args: &Args) -> Result<()> {
             }
             outcomes.push(o);
         }
-        rounds.push(outcomes);
+        Ok(outcomes)
+    };
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        rounds.push(run(
+            format!("round {round}"),
+            scenario::standard(args.quick),
+        )?);
+    }
+    // Each pair is a "round" of its own two scenarios: `best_rounds`
+    // keeps every pair's rates in order, which the sync target pairs up.
+    for pair in 1..=args.sync_pairs {
+        rounds.push(run(
+            format!("pair {pair}"),
+            scenario::sync_pair(args.quick).into(),
+        )?);
     }
     write_json(json, &rounds)
 }

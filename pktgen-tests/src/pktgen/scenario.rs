@@ -109,6 +109,33 @@ pub fn standard(quick: bool) -> Vec<Scenario> {
     ]
 }
 
+/// `nat_new` without and with connection sync, small enough (1M new
+/// connections, a second or two each) to run many times back to back for
+/// the sync target: this machine's speed drifts over seconds, and two runs
+/// a second apart see the same speed far more often than two runs of the
+/// full table half a minute apart.
+pub fn sync_pair(quick: bool) -> [Scenario; 2] {
+    let max_flows = if quick { 100_000 } else { 1_000_000 };
+    [
+        Scenario {
+            name: "nat_new_pair",
+            flows: 0,
+            kind: Kind::NatNew {
+                max_flows,
+                sync: false,
+            },
+        },
+        Scenario {
+            name: "nat_new_sync_pair",
+            flows: 0,
+            kind: Kind::NatNew {
+                max_flows,
+                sync: true,
+            },
+        },
+    ]
+}
+
 /// The outcome of one scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Outcome {
