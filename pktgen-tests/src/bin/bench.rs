@@ -347,11 +347,14 @@ fn pktgen_child(args: &Args) -> Result<()> {
     }
     // Each pair is a "round" of its own two scenarios: `best_rounds`
     // keeps every pair's rates in order, which the sync target pairs up.
+    // Every other pair runs sync first, so that whatever the second run
+    // of a pair gains or loses by coming second falls on both sides.
     for pair in 1..=args.sync_pairs {
-        rounds.push(run(
-            format!("pair {pair}"),
-            scenario::sync_pair(args.quick).into(),
-        )?);
+        let mut both = scenario::sync_pair(args.quick);
+        if pair % 2 == 0 {
+            both.reverse();
+        }
+        rounds.push(run(format!("pair {pair}"), both.into())?);
     }
     write_json(json, &rounds)
 }
