@@ -59,6 +59,15 @@ impl Pair for NatPair {
     }
 }
 
+/// A (priority 200) up as MASTER, then B (100) as BACKUP.
+fn master_and_backup(sp: &NatPair) -> Result<(PylonProcess, PylonProcess)> {
+    let mut a = Pair::start(sp, true, 200)?;
+    wait_state(&mut a, "MASTER", Duration::from_secs(15))?;
+    let mut b = Pair::start(sp, false, 100)?;
+    wait_state(&mut b, "BACKUP", Duration::from_secs(15))?;
+    Ok((a, b))
+}
+
 /// A drop counter of the `"sync"` stats.
 fn sync_drop(stats: &Value, reason: &str) -> u64 {
     stats["sync"]["drops"][reason].as_u64().unwrap_or(0)
@@ -76,10 +85,7 @@ fn forged_replayed_and_truncated_sync_datagrams_install_nothing() -> Result<()> 
     let _lock = e2e_lock()?;
     preflight()?;
     let sp = NatPair::new("esyncinj")?;
-    let mut a = Pair::start(&sp, true, 200)?;
-    wait_state(&mut a, "MASTER", Duration::from_secs(15))?;
-    let mut b = Pair::start(&sp, false, 100)?;
-    wait_state(&mut b, "BACKUP", Duration::from_secs(15))?;
+    let (mut a, mut b) = master_and_backup(&sp)?;
     // A has adopted B's session (its startup transfer request answered).
     let before = a.stats_until(Duration::from_secs(10), |s| {
         s["sync"]["peers"][0]["adopted"] == true
@@ -181,10 +187,7 @@ fn configuration_differences_are_reported_on_both_sides() -> Result<()> {
     let _lock = e2e_lock()?;
     preflight()?;
     let sp = NatPair::new("esynccfg")?;
-    let mut a = Pair::start(&sp, true, 200)?;
-    wait_state(&mut a, "MASTER", Duration::from_secs(15))?;
-    let mut b = Pair::start(&sp, false, 100)?;
-    wait_state(&mut b, "BACKUP", Duration::from_secs(15))?;
+    let (mut a, mut b) = master_and_backup(&sp)?;
     for side in [Side::A, Side::B] {
         let (data, status) = wait_config(&sp, side, true)?;
         ensure!(status == 0, "{}: exit {status} while in sync", side.name());

@@ -10,7 +10,7 @@
 //!    because DPDK's EAL initialises once per process and pins its threads)
 //!    to measure every scenario of `pktgen::scenario::standard` `--rounds`
 //!    times, keeping each scenario's best round; then `--sync-pairs` times
-//!    (default 15) the two scenarios of `scenario::sync_pair`, `nat_new`
+//!    (default 25) the two scenarios of `scenario::sync_pair`, `nat_new`
 //!    without and with connection sync back to back, for the sync target.
 //! 2. Real traffic: Pylon and HAProxy side by side with `wrk` (see
 //!    `bench::real`).
@@ -74,7 +74,7 @@ fn parse_args() -> Result<Args> {
         json: None,
         quick: false,
         rounds: 3,
-        sync_pairs: 15,
+        sync_pairs: 25,
         seconds: 3.0,
         wrk_seconds: 10,
         servers: Servers::Nginx,
