@@ -11,7 +11,7 @@
 
 use crate::health::{initially_up, Health};
 use crate::pool::{kind, mode, Pool, PoolServer, PoolService};
-use crate::sync::Sync;
+use crate::sync::{local_mode, pool_services, Sync};
 use crate::vrrp::Vrrp;
 use pylon_config::{Config, HealthCheck};
 use pylon_ctl::metrics::{self, MetricsServer};
@@ -821,7 +821,7 @@ impl Ctl {
         pushed: &[ServiceDesc],
         fx: &mut Effects,
     ) -> Result<Vec<Change>, CtlError> {
-        if env.shared.snapshot.load().services.iter().any(|s| s.active) {
+        if env.shared.snapshot.load().serves_any() {
             return Err(CtlError::invalid(
                 "this appliance serves (VRRP MASTER); a pushed configuration is applied on a backup only",
             ));
@@ -1034,73 +1034,57 @@ fn exists_or_draining(s: &PoolService, what: String) -> CtlError {
 /// and edits. A service whose address or protocol differs under the same
 /// name cannot be changed at runtime: the push is refused.
 fn push_commands(pool: &Pool, pushed: &[ServiceDesc]) -> Result<Vec<Command>, CtlError> {
-    let mut removals = Vec::new();
+    let running = pool_services(pool);
+    let mut removals: Vec<Command> = running
+        .iter()
+        .filter(|r| !pushed.iter().any(|p| p.name == r.name))
+        .map(|r| Command::DelService {
+            name: r.name.clone(),
+        })
+        .collect();
     let mut rest = Vec::new();
-    let live = |name: &str| pool.service(name).filter(|s| !s.removing);
-    for s in pool.services.iter().filter(|s| !s.removing) {
-        if !pushed.iter().any(|p| p.name == s.name) {
-            removals.push(Command::DelService {
-                name: s.name.clone(),
-            });
-        }
-    }
     for p in pushed {
-        let scheduler = match p.scheduler.as_str() {
-            "rr" => Scheduler::Rr,
-            "wrr" => Scheduler::Wrr,
-            "lc" => Scheduler::Lc,
-            "wlc" => Scheduler::Wlc,
-            other => {
-                return Err(CtlError::invalid(format!(
-                    "service {}: unknown scheduler {other}",
-                    p.name
-                )))
-            }
-        };
-        let fwd = forwarding(match p.mode {
-            pylon_sync::Mode::Nat => Mode::Nat,
-            pylon_sync::Mode::Dsr => Mode::Dsr,
-            pylon_sync::Mode::Tunnel => Mode::Tunnel,
-        });
-        let servers: Vec<(Ipv4Addr, u16, u32)> = match live(&p.name) {
+        let kind: Kind = p
+            .scheduler
+            .parse()
+            .map_err(|e| CtlError::invalid(format!("service {}: {e}", p.name)))?;
+        let (sched, fwd) = (scheduler(kind), forwarding(local_mode(p.mode)));
+        let ours: &[(Ipv4Addr, u16, u32)] = match running.iter().find(|r| r.name == p.name) {
             None => {
                 rest.push(Command::AddService {
                     name: p.name.clone(),
                     protocol: protocol(p.proto),
                     vip: p.vip,
                     port: p.port,
-                    scheduler,
+                    scheduler: sched,
                     forwarding: fwd,
                 });
-                Vec::new()
+                &[]
             }
-            Some(s) => {
-                if (s.vip, s.port, s.proto) != (p.vip, p.port, p.proto) {
+            Some(r) => {
+                if (r.vip, r.port, r.proto) != (p.vip, p.port, p.proto) {
                     return Err(CtlError::invalid(format!(
-                        "service {} is {} here and {}/{} {}:{} on the peer; an address cannot change at runtime",
+                        "service {} is {} {}:{} here and {} {}:{} on the peer; an address cannot change at runtime",
                         p.name,
-                        describe(s),
+                        proto_name(r.proto),
+                        r.vip,
+                        r.port,
                         proto_name(p.proto),
                         p.vip,
-                        p.port,
-                        p.scheduler
+                        p.port
                     )));
                 }
-                if s.scheduler.name() != p.scheduler || forwarding(s.mode) != fwd {
+                if r.scheduler != p.scheduler || r.mode != p.mode {
                     rest.push(Command::EditService {
                         name: p.name.clone(),
-                        scheduler: Some(scheduler),
+                        scheduler: Some(sched),
                         forwarding: Some(fwd),
                     });
                 }
-                s.servers
-                    .iter()
-                    .filter(|r| !r.removing)
-                    .map(|r| (r.addr, r.port, r.weight))
-                    .collect()
+                &r.servers
             }
         };
-        for &(addr, port, _) in &servers {
+        for &(addr, port, _) in ours {
             if !p.servers.iter().any(|&(a, po, _)| (a, po) == (addr, port)) {
                 removals.push(Command::DelServer {
                     service: p.name.clone(),
@@ -1113,7 +1097,7 @@ fn push_commands(pool: &Pool, pushed: &[ServiceDesc]) -> Result<Vec<Command>, Ct
             let weight = u16::try_from(weight).map_err(|_| {
                 CtlError::invalid(format!("{addr}:{port}: weight {weight} is out of range"))
             })?;
-            match servers.iter().find(|&&(a, po, _)| (a, po) == (addr, port)) {
+            match ours.iter().find(|&&(a, po, _)| (a, po) == (addr, port)) {
                 None => rest.push(Command::AddServer {
                     service: p.name.clone(),
                     address: addr,

@@ -107,6 +107,15 @@ fn wire_mode(m: Mode) -> pylon_sync::Mode {
     }
 }
 
+/// The inverse of [`wire_mode`].
+pub fn local_mode(m: pylon_sync::Mode) -> Mode {
+    match m {
+        pylon_sync::Mode::Nat => Mode::Nat,
+        pylon_sync::Mode::Dsr => Mode::Dsr,
+        pylon_sync::Mode::Tunnel => Mode::Tunnel,
+    }
+}
+
 /// The pool's services, real servers and configured weights as the
 /// digest sees them (deleted ones still draining are gone already).
 pub fn pool_services(pool: &Pool) -> Vec<ServiceDesc> {
@@ -387,14 +396,7 @@ impl Runner {
     /// Our configuration's digest for the peers, and with `push_config`
     /// its text while we serve something.
     fn check_config(&mut self, now: u64) {
-        let serving = self
-            .shared
-            .snapshot
-            .load()
-            .services
-            .iter()
-            .any(|s| s.active);
-        let pushing = self.push_config && serving;
+        let pushing = self.push_config && self.shared.snapshot.load().serves_any();
         let config = self
             .common
             .config

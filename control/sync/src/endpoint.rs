@@ -345,7 +345,7 @@ impl Endpoint {
     /// `None` stops pushing. The caller decides when this appliance's
     /// configuration is the one to spread (`push_config`, and serving).
     pub fn set_push_text(&mut self, text: Option<String>) {
-        if text.is_none() || text != self.push_text {
+        if text != self.push_text {
             for p in &mut self.peers {
                 p.next_push_at = 0;
             }
@@ -429,12 +429,18 @@ impl Endpoint {
                 p.again = true;
                 continue;
             }
-            p.awaiting_table = Some(0);
-            self.events.push_back(Event::TableRequested {
-                peer,
-                reason: ResyncReason::Gap,
-            });
+            self.offer_table(peer);
         }
+    }
+
+    /// Asks the caller for our table for `peer`, unasked by it (nonce 0):
+    /// updates to it were lost on our side.
+    fn offer_table(&mut self, peer: usize) {
+        self.peers[peer].awaiting_table = Some(0);
+        self.events.push_back(Event::TableRequested {
+            peer,
+            reason: ResyncReason::Gap,
+        });
     }
 
     /// Starts a full transfer of `rows` (the caller's table, each with
@@ -724,6 +730,10 @@ impl Endpoint {
         let (Some(text), Some(d)) = (&self.push_text, self.local_digest) else {
             return;
         };
+        let due = |p: &Peer| p.config_match == Some(false) && now >= p.next_push_at;
+        if !self.peers.iter().any(due) {
+            return;
+        }
         let parts: Vec<&[u8]> = text.as_bytes().chunks(wire::MAX_PUSH_TEXT).collect();
         let Ok(count) = u16::try_from(parts.len().max(1)) else {
             return;
@@ -733,7 +743,7 @@ impl Endpoint {
         }
         for i in 0..self.peers.len() {
             let p = &mut self.peers[i];
-            if p.config_match != Some(false) || now < p.next_push_at {
+            if !due(p) {
                 continue;
             }
             p.next_push_at = now + PUSH_INTERVAL_MS;
@@ -946,11 +956,7 @@ impl Endpoint {
                 p.outgoing = None;
                 self.stats.transfers_sent += 1;
                 if std::mem::take(&mut p.again) {
-                    p.awaiting_table = Some(0);
-                    self.events.push_back(Event::TableRequested {
-                        peer,
-                        reason: ResyncReason::Gap,
-                    });
+                    self.offer_table(peer);
                 }
                 msg
             };

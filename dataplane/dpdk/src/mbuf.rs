@@ -204,16 +204,7 @@ impl Mbuf {
 
     /// The first segment's bytes (`rte_pktmbuf_mtod`, `data_len` long).
     pub fn data(&self) -> &[u8] {
-        let m = self.raw();
-        // SAFETY: buf_addr + data_off starts data_len initialised bytes
-        // inside the mbuf's buffer (DPDK's invariant, kept by every call of
-        // this module), owned by self for as long as the borrow lasts.
-        unsafe {
-            slice::from_raw_parts(
-                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
-                usize::from(m.data_len),
-            )
-        }
+        first_segment(self.raw())
     }
 
     /// The first segment's bytes, writable.
@@ -330,6 +321,19 @@ unsafe fn free_all(mbufs: &mut [*mut sys::rte_mbuf]) {
     }
 }
 
+/// The first segment's bytes of `m`, for as long as `m` is borrowed.
+fn first_segment(m: &sys::rte_mbuf) -> &[u8] {
+    // SAFETY: buf_addr + data_off starts data_len initialised bytes inside
+    // the mbuf's buffer (DPDK's invariant, kept by every call of this
+    // module); the caller's borrow of the mbuf keeps them from being written.
+    unsafe {
+        slice::from_raw_parts(
+            m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
+            usize::from(m.data_len),
+        )
+    }
+}
+
 /// A fixed-capacity array of up to [`BURST_SIZE`] owned mbufs, the unit
 /// that RX and TX queues work on; it never allocates, so it can live in a
 /// worker's state. Dropping it frees the mbufs it still holds.
@@ -383,15 +387,7 @@ impl Burst {
             // SAFETY: ptrs[..len] are valid mbufs owned by the burst, which
             // is borrowed (shared) for as long as the slices live, so nothing
             // writes them meanwhile.
-            let m = unsafe { &*p };
-            // SAFETY: as in `Mbuf::data`: buf_addr + data_off starts
-            // data_len initialised bytes inside the mbuf's buffer.
-            unsafe {
-                slice::from_raw_parts(
-                    m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
-                    usize::from(m.data_len),
-                )
-            }
+            first_segment(unsafe { &*p })
         })
     }
 

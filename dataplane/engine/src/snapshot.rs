@@ -132,6 +132,12 @@ impl Snapshot {
         Some((i, &self.services[i]))
     }
 
+    /// Whether this appliance serves any service now (VRRP MASTER for its
+    /// VIP, or the VIP under no VRRP instance).
+    pub fn serves_any(&self) -> bool {
+        self.services.iter().any(|s| s.active)
+    }
+
     /// True for the appliance's own addresses: port addresses, active VIPs
     /// and the VRRP addresses of MASTER instances.
     pub fn is_local(&self, ip: u32) -> bool {

@@ -110,17 +110,17 @@ pub fn peek_flow(frame: &[u8]) -> Option<(u32, u32, u8, u16, u16)> {
         return None;
     }
     let ip = frame.get(eth.payload..)?;
-    let ihl = usize::from(*ip.first()? & 0x0f) * 4;
+    let l4 = (usize::from(*ip.first()? & 0x0f) * 4).max(20);
     let proto = *ip.get(ipv4_field::PROTO)?;
-    if (proto != PROTO_TCP && proto != PROTO_UDP) || ip.len() < ihl.max(20) + 4 {
+    if (proto != PROTO_TCP && proto != PROTO_UDP) || ip.len() < l4 + 4 {
         return None;
     }
     Some((
         be32(ip, ipv4_field::SRC),
         be32(ip, ipv4_field::DST),
         proto,
-        be16(ip, ihl),
-        be16(ip, ihl + 2),
+        be16(ip, l4),
+        be16(ip, l4 + 2),
     ))
 }
 
