@@ -19,8 +19,9 @@
 //!   report the peer's configuration as different (exit status 4) and both
 //!   logs say so; changing it back makes them agree again.
 //! - `a_pushed_configuration_is_applied_on_the_backup`: with
-//!   `push_config` on A and `accept_config` on B, a weight changed and a
-//!   server deleted on A reach B's running configuration by themselves.
+//!   `push_config` on A and `accept_config` on B, A's sorry server (in
+//!   A's file only), a weight changed and a server deleted on A reach B's
+//!   running configuration by themselves.
 //!
 //! Needs root and `target/release/pylon` (or `PYLON_BIN`).
 
@@ -289,6 +290,20 @@ fn weights(sp: &NatPair, side: Side) -> Result<Vec<(String, u64)>> {
         .collect())
 }
 
+/// `config` with a sorry server for its (first) service.
+fn with_sorry(config: &str, (address, port): (&str, u16)) -> Result<String> {
+    let mut table: toml::Table = config.parse().context("generated config")?;
+    let service = table
+        .get_mut("services")
+        .and_then(|s| s.as_array_mut()?.first_mut()?.as_table_mut())
+        .context("generated config has no service")?;
+    let mut sorry = toml::Table::new();
+    sorry.insert("address".into(), address.into());
+    sorry.insert("port".into(), i64::from(port).into());
+    service.insert("sorry".into(), sorry.into());
+    Ok(toml::to_string(&table)?)
+}
+
 #[test]
 fn a_pushed_configuration_is_applied_on_the_backup() -> Result<()> {
     let _lock = e2e_lock()?;
@@ -297,7 +312,9 @@ fn a_pushed_configuration_is_applied_on_the_backup() -> Result<()> {
     let config = |side, priority, key: &str| -> Result<String> {
         Ok(sp.config(side, priority, KEY)? + key + " = true\n")
     };
-    let mut a = NatPair::start(&sp, Side::A, &config(Side::A, 200, "push_config")?)?;
+    let sorry = (SERVER_ADDRS[2], 8081);
+    let a_config = with_sorry(&config(Side::A, 200, "push_config")?, sorry)?;
+    let mut a = NatPair::start(&sp, Side::A, &a_config)?;
     wait_state(&mut a, "MASTER", Duration::from_secs(15))?;
     let mut b = NatPair::start(&sp, Side::B, &config(Side::B, 100, "accept_config")?)?;
     wait_state(&mut b, "BACKUP", Duration::from_secs(15))?;
@@ -348,8 +365,11 @@ fn a_pushed_configuration_is_applied_on_the_backup() -> Result<()> {
         .flatten()
         .filter_map(|c| c["path"].as_str())
         .collect();
+    let sorry_pushed = diff["changes"].as_array().into_iter().flatten().any(|c| {
+        c["path"] == "services[web].sorry" && c["new"] == format!("{}:{}", sorry.0, sorry.1)
+    });
     ensure!(
-        paths.iter().any(|p| p.ends_with(".weight")) && paths.len() == 2,
+        paths.iter().any(|p| p.ends_with(".weight")) && sorry_pushed && paths.len() == 3,
         "B's diff against its file: {diff:#}"
     );
     ensure!(

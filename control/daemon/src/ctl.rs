@@ -10,7 +10,7 @@
 //! touches a worker.
 
 use crate::health::{initially_up, Health};
-use crate::pool::{kind, mode, Pool, PoolServer, PoolService};
+use crate::pool::{kind, mode, Pool, PoolServer, PoolService, TooManyServers};
 use crate::sync::{local_mode, pool_services, Sync};
 use crate::vrrp::Vrrp;
 use pylon_config::{Config, HealthCheck};
@@ -716,12 +716,7 @@ impl Ctl {
                 weight,
                 forwarding: fwd,
             } => {
-                check_unicast("address", *address)?;
-                if env.cfg.port_for(*address).is_none() {
-                    return Err(CtlError::invalid(format!(
-                        "{address} is not reachable: no port's subnet holds it and no port has a gateway"
-                    )));
-                }
+                check_reachable(env.cfg, *address)?;
                 let slots = env.shared.servers.len();
                 let svc = live_service(pool, service)?;
                 let port = port.unwrap_or(svc.port);
@@ -810,11 +805,10 @@ impl Ctl {
     }
 
     /// Makes the running services what a peer pushed, as the pylonctl
-    /// commands that get there (so exactly their checks and effects), all
-    /// or nothing. Refused while this appliance serves any service (a
-    /// master is not reconfigured under its traffic, and two masters
-    /// cannot push each other in turn). Sorry servers are configured in
-    /// the file only: a difference there is reported, not applied.
+    /// commands that get there (so exactly their checks and effects) and
+    /// the sorry servers the peer runs, all or nothing. Refused while this
+    /// appliance serves any service (a master is not reconfigured under
+    /// its traffic, and two masters cannot push each other in turn).
     fn apply_pushed(
         &mut self,
         env: &mut Env<'_>,
@@ -839,17 +833,60 @@ impl Ctl {
             }
         }
         for p in pushed {
-            let ours = env
-                .pool
-                .service(&p.name)
-                .and_then(|s| s.sorry.as_ref())
-                .map(|r| (r.addr, r.port));
-            if ours != p.sorry {
-                warn!(service = %p.name, ours = ?ours, theirs = ?p.sorry, "sync: the pushed sorry server differs; sorry servers change with the file only");
+            match self.push_sorry(env, p, fx) {
+                Ok(c) => changes.extend(c),
+                Err(e) => {
+                    *env.pool = saved;
+                    return Err(CtlError::invalid(format!(
+                        "service {}: sorry server: {}",
+                        p.name, e.message
+                    )));
+                }
             }
         }
         fx.publish = true;
         Ok(changes)
+    }
+
+    /// Gives the (live) service `p` names the sorry server `p` has.
+    fn push_sorry(
+        &mut self,
+        env: &mut Env<'_>,
+        p: &ServiceDesc,
+        fx: &mut Effects,
+    ) -> Result<Option<Change>, CtlError> {
+        let new = p.sorry.map(|(addr, port)| SocketAddrV4::new(addr, port));
+        if let Some(n) = new {
+            check_reachable(env.cfg, *n.ip())?;
+            if n.port() == 0 {
+                return Err(CtlError::invalid("port must be 1..=65535"));
+            }
+        }
+        let slots = env.shared.servers.len();
+        let pool = &mut *env.pool;
+        let i = pool
+            .services
+            .iter()
+            .position(|s| s.name == p.name && !s.removing)
+            .ok_or_else(|| CtlError::internal(format!("service {} is not running", p.name)))?;
+        let mut sorry = pool.services[i].sorry.take();
+        let old = sorry.as_ref().map(|s| SocketAddrV4::new(s.addr, s.port));
+        let assigned = set_sorry(pool, &p.name, &mut sorry, new, slots);
+        pool.services[i].sorry = sorry;
+        let assigned = assigned.map_err(|e| {
+            CtlError::invalid(format!("{e} (the dataplane has {slots} server slots)"))
+        })?;
+        if let Some(id) = assigned {
+            self.assigned(id);
+            fx.want.extend(new.map(|n| *n.ip()));
+        }
+        Ok((old != new).then(|| {
+            change(
+                format!("services[{}].sorry", p.name),
+                old.map(|a| a.to_string()),
+                new.map(|a| a.to_string()),
+            )
+        }))
     }
 
     /// The running services and servers in the shape of a file.
@@ -1010,6 +1047,18 @@ fn check_name(name: &str) -> Result<(), CtlError> {
             name.escape_debug()
         )))
     }
+}
+
+/// A server address the dataplane can send to: unicast, and on a port's
+/// subnet or behind a port's gateway.
+fn check_reachable(cfg: &Config, address: Ipv4Addr) -> Result<(), CtlError> {
+    check_unicast("address", address)?;
+    if cfg.port_for(address).is_none() {
+        return Err(CtlError::invalid(format!(
+            "{address} is not reachable: no port's subnet holds it and no port has a gateway"
+        )));
+    }
+    Ok(())
 }
 
 fn check_unicast(what: &str, ip: Ipv4Addr) -> Result<(), CtlError> {
@@ -1399,7 +1448,7 @@ fn fixed_section_changed(cfg: &Config, new: &Config) -> Option<&'static str> {
 /// the file are deleted (drained), new ones get ids. Returns the ids
 /// assigned, or the file key and problem that prevent it.
 fn apply(pool: &mut Pool, cfg: &Config, slots: usize) -> Result<Vec<u16>, (String, String)> {
-    let full = |i: usize, e: crate::pool::TooManyServers| {
+    let full = |i: usize, e: TooManyServers| {
         (
             format!("services[{i}]"),
             format!("{e} (the dataplane has {slots} server slots)"),
@@ -1488,23 +1537,13 @@ fn apply(pool: &mut Pool, cfg: &Config, slots: usize) -> Result<Vec<u16>, (Strin
             servers.push(p);
         }
         svc.servers = servers;
-        let same_sorry = match (&svc.sorry, &fs.sorry) {
-            (Some(o), Some(n)) => o.addr == n.address && o.port == n.port,
-            (None, None) => true,
-            _ => false,
-        };
-        if !same_sorry {
-            if let Some(o) = svc.sorry.take() {
-                pool.retire(&svc.name, o);
-            }
-            if let Some(n) = &fs.sorry {
-                let p = pool
-                    .new_server(n.address, n.port, 1, true, slots)
-                    .map_err(|e| full(i, e))?;
-                assigned.push(p.id);
-                svc.sorry = Some(p);
-            }
-        }
+        let sorry = fs
+            .sorry
+            .as_ref()
+            .map(|n| SocketAddrV4::new(n.address, n.port));
+        assigned.extend(
+            set_sorry(pool, &svc.name, &mut svc.sorry, sorry, slots).map_err(|e| full(i, e))?,
+        );
         services.push(svc);
     }
     for mut s in old {
@@ -1516,6 +1555,31 @@ fn apply(pool: &mut Pool, cfg: &Config, slots: usize) -> Result<Vec<u16>, (Strin
     }
     pool.services = services;
     Ok(assigned)
+}
+
+/// Makes `sorry` (the sorry server of `service`) the server at `new`: an
+/// unchanged one keeps its id and connections, a replaced one is retired
+/// and drains. Returns the id given to a new one.
+fn set_sorry(
+    pool: &mut Pool,
+    service: &str,
+    sorry: &mut Option<PoolServer>,
+    new: Option<SocketAddrV4>,
+    slots: usize,
+) -> Result<Option<u16>, TooManyServers> {
+    if sorry.as_ref().map(|s| SocketAddrV4::new(s.addr, s.port)) == new {
+        return Ok(None);
+    }
+    if let Some(old) = sorry.take() {
+        pool.retire(service, old);
+    }
+    let Some(new) = new else {
+        return Ok(None);
+    };
+    let server = pool.new_server(*new.ip(), new.port(), 1, true, slots)?;
+    let id = server.id;
+    *sorry = Some(server);
+    Ok(Some(id))
 }
 
 fn proto_name(p: u8) -> &'static str {
