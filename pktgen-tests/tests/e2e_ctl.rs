@@ -12,7 +12,7 @@ use pktgen_tests::{e2e_lock, preflight, pylonctl_binary, vip_url, PylonOptions, 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const METRICS: &str = "127.0.0.1:9464";
 
@@ -304,29 +304,36 @@ fn every_command_garbage_bad_reload_and_metrics() -> Result<()> {
     );
     topo.run_client(100, &vip_url())?.check_all_ok(100)?;
 
-    // Metrics, scraped in the lb namespace and parsed.
-    std::thread::sleep(Duration::from_millis(1500));
-    let out = topo.exec(
-        topo.lb_ns(),
-        "curl",
-        &["-sf", &format!("http://{METRICS}/metrics")],
-    )?;
-    let text = String::from_utf8(out.stdout)?;
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).context("metrics do not parse")?;
-    let conns: f64 = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == "pylon_server_connections_total")
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) => v,
-            _ => 0.0,
-        })
-        .sum();
-    ensure!(
-        conns >= 160.0,
-        "pylon_server_connections_total sums to {conns}:\n{text}"
-    );
+    // Metrics, scraped in the lb namespace and parsed; the control loop
+    // refreshes them every second, so until they count the connections.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (text, scrape) = loop {
+        let out = topo.exec(
+            topo.lb_ns(),
+            "curl",
+            &["-sf", &format!("http://{METRICS}/metrics")],
+        )?;
+        let text = String::from_utf8(out.stdout)?;
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines).context("metrics do not parse")?;
+        let conns: f64 = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "pylon_server_connections_total")
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) => v,
+                _ => 0.0,
+            })
+            .sum();
+        if conns >= 160.0 {
+            break (text, scrape);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "pylon_server_connections_total sums to {conns}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
     for family in [
         "pylon_worker_drops_total",
         "pylon_port_rx_packets_total",

@@ -551,7 +551,7 @@ fn drain_waits_for_keepalive_connections() -> Result<()> {
     topo.start_http_servers()?;
     // A short TIME_WAIT, so that `drain --inactive` can finish.
     let config =
-        topo.pylon_config(&PylonOptions::new(1, "wlc")) + "\n[timeouts]\ntcp_time_wait = 3\n";
+        topo.pylon_config(&PylonOptions::new(1, "wlc")) + "\n[timeouts]\ntcp_time_wait = 6\n";
     let mut pylon = topo.run_pylon(&config)?;
     let (sock, _) = paths(&topo)?;
     topo.run_client(30, &vip_url())?.check_all_ok(30)?;
@@ -660,7 +660,7 @@ fn drain_waits_for_keepalive_connections() -> Result<()> {
         rs3_conns_after - rs3_conns
     );
 
-    // --inactive also waits for the TIME_WAIT entries (3 s here).
+    // --inactive also waits for the TIME_WAIT entries (6 s here).
     let inactive = ok_json(
         &topo,
         &sock,

@@ -349,7 +349,9 @@ fn load_from_lb(topo: &Topology, addr: &str, duration: Duration) -> Result<Reque
         topo.lb_ns(),
         LoadOptions {
             target: format!("{addr}:{HTTP_PORT}").parse()?,
-            timeout: Duration::from_millis(500),
+            // Long enough for a SYN retransmission (1 s) on a loaded
+            // machine or a link just brought up.
+            timeout: Duration::from_secs(2),
             pause: Duration::from_millis(10),
             threads: 2,
         },
@@ -388,7 +390,7 @@ fn management_interface_reaches_the_servers_on_link() -> Result<()> {
         let t0 = requests.all.first().context("no requests")?.start;
         let name = format!("rs{}", i + 1);
         ensure!(
-            requests.all.len() >= 5
+            requests.all.len() >= 2
                 && requests.all.iter().all(|r| r.outcome
                     == Outcome::Ok {
                         server: name.clone()

@@ -25,9 +25,12 @@ fn every_packet_is_accounted_for() -> Result<()> {
         // Every packet fully checked, in the measured phase too.
         sample: 1,
     };
+    // With each the fewest packets its phases send however the timed
+    // phase goes (it ends on the clock, after at least one full cycle of
+    // established packets; a loaded machine may open few new flows in it).
     let scenarios = [
-        ("baseline", 2_000, Kind::Baseline),
-        ("nat_established", 2_000, Kind::NatEstablished),
+        ("baseline", 2_000, Kind::Baseline, 8_000),
+        ("nat_established", 2_000, Kind::NatEstablished, 14_000),
         (
             "nat_new",
             0,
@@ -35,6 +38,7 @@ fn every_packet_is_accounted_for() -> Result<()> {
                 max_flows: 4_000,
                 sync: false,
             },
+            3,
         ),
         (
             "nat_new_sync",
@@ -43,11 +47,12 @@ fn every_packet_is_accounted_for() -> Result<()> {
                 max_flows: 4_000,
                 sync: true,
             },
+            3,
         ),
-        ("dsr_established", 2_000, Kind::DsrEstablished),
-        ("mixed", 2_000, Kind::Mixed { max_new: 1_000 }),
+        ("dsr_established", 2_000, Kind::DsrEstablished, 8_000),
+        ("mixed", 2_000, Kind::Mixed { max_new: 1_000 }, 14_000),
     ];
-    for (name, flows, kind) in scenarios {
+    for (name, flows, kind, fewest) in scenarios {
         let outcome = scenario::run(&rig, &Scenario { name, flows, kind }, &settings)?;
         eprintln!(
             "{name}: {} packets sent, {} received, {:.2} Mpps, split {:?}",
@@ -64,7 +69,7 @@ fn every_packet_is_accounted_for() -> Result<()> {
             outcome.drops
         );
         ensure!(
-            outcome.sent >= 10_000 && outcome.sent == outcome.received,
+            outcome.sent >= fewest && outcome.sent == outcome.received,
             "{name}: sent {} received {}",
             outcome.sent,
             outcome.received

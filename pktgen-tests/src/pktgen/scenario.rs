@@ -420,7 +420,7 @@ pub fn run(rig: &Rig, scenario: &Scenario, settings: &Settings) -> Result<Outcom
         phases,
     );
     let report = rig.run(forwarder, generator)?;
-    let sync_report = sync_pair.map(SyncPair::finish);
+    let sync_report = sync_pair.map(|p| p.finish(u64::from(report.flows)));
 
     let drops: BTreeMap<String, u64> = DropReason::ALL
         .iter()

@@ -12,7 +12,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use pylon_conntrack::{Table, Timeouts};
@@ -28,6 +28,9 @@ const QUEUE_EVENTS: usize = 65_536;
 /// How long the threads have after the run to drain the queue, send what
 /// the rate bound allows and publish their stats (every 100 ms).
 const SETTLE: Duration = Duration::from_millis(500);
+/// How long the backup may take to install every connection of a run whose
+/// connections all fit the queue (a loaded machine delays the threads).
+const SETTLE_ALL: Duration = Duration::from_secs(10);
 
 /// The master's and the backup's sync threads.
 pub struct SyncPair {
@@ -109,13 +112,27 @@ impl SyncPair {
         Arc::clone(&self.queue)
     }
 
-    /// After the run: lets the threads settle, then reads their stats and
-    /// checks that connections did reach the backup and that it rejected
-    /// nothing as forged or malformed.
-    pub fn finish(self) -> SyncReport {
-        std::thread::sleep(SETTLE);
+    /// After a run that created `flows` connections: lets the threads
+    /// settle (at least [`SETTLE`], and until the backup installed them
+    /// all when they fit the
+    /// queue), then reads their stats and checks that connections did
+    /// reach the backup and that it rejected nothing as forged or
+    /// malformed.
+    pub fn finish(self, flows: u64) -> SyncReport {
+        let started = Instant::now();
+        let settle = if flows <= QUEUE_EVENTS as u64 {
+            SETTLE_ALL
+        } else {
+            SETTLE
+        };
+        let mut backup = self.backup.status_json();
+        while (counter(&backup, "installed") < flows || started.elapsed() < SETTLE)
+            && started.elapsed() < settle
+        {
+            std::thread::sleep(Duration::from_millis(100));
+            backup = self.backup.status_json();
+        }
         let master = self.master.status_json();
-        let backup = self.backup.status_json();
         let mut errors = Vec::new();
         if counter(&master, "datagrams_sent") == 0 {
             errors.push("sync: the master sent no datagram".to_owned());
