@@ -111,21 +111,27 @@ fn start(options: &PylonOptions) -> Result<(Topology, PylonProcess)> {
     topo.start_http_servers()?;
     let mut pylon = topo.run_pylon(&topo.pylon_config(options))?;
     let kind = options.health.as_ref().map_or("", |h| h.kind.as_str());
+    // The workers drop a connection's packets to a server whose MAC is not
+    // resolved yet (and an unanswered ARP is asked again a second later):
+    // the test's traffic starts once every server is resolved.
+    let neighbors = (SERVER_ADDRS.len() + usize::from(options.sorry.is_some())) as u64;
     let all_passed = |stats: &Value| {
-        SERVER_ADDRS.iter().all(|addr| {
-            server_health(stats, addr).is_some_and(|h| {
-                h["kind"] == kind
-                    && h["state"] == "up"
-                    && h["last_result"] == "pass"
-                    && h["checks_run"].as_u64() >= Some(u64::from(RISE))
+        stats["control"]["neighbors_resolved"].as_u64() >= Some(neighbors)
+            && SERVER_ADDRS.iter().all(|addr| {
+                server_health(stats, addr).is_some_and(|h| {
+                    h["kind"] == kind
+                        && h["state"] == "up"
+                        && h["last_result"] == "pass"
+                        && h["checks_run"].as_u64() >= Some(u64::from(RISE))
+                })
             })
-        })
     };
     let stats = pylon.stats_until(Duration::from_secs(10), all_passed)?;
     ensure!(
         all_passed(&stats),
-        "the {kind} checks of rs1..rs3 did not pass: {:#}",
-        stats["health"]
+        "the {kind} checks of rs1..rs3 did not pass, or not all {neighbors} servers were resolved: {:#} {:#}",
+        stats["health"],
+        stats["control"]
     );
     check_management_path(&topo)?;
     Ok((topo, pylon))
