@@ -264,7 +264,25 @@ fn every_command_garbage_bad_reload_and_metrics() -> Result<()> {
         .is_some_and(Vec::is_empty));
 
     // A bad file is rejected with file, key and problem; nothing changes.
-    let before = ok_json(&topo, &sock, &["list"])?;
+    // (Once the deleted service, without connections, has been reaped.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let list = ok_json(&topo, &sock, &["list"])?;
+        let names: Vec<&str> = list["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        if names == ["web"] {
+            break list;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "deleted service never reaped: {list:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let good = std::fs::read_to_string(&config)?;
     std::fs::write(&config, good.replace("weight = 2", "weight = -2"))?;
     let r = ctl(&topo, &sock, &["reload"])?;
