@@ -750,11 +750,7 @@ impl Ctl {
                     None => {
                         let s = pool
                             .new_server(*address, port, weight, true, slots)
-                            .map_err(|e| {
-                                CtlError::invalid(format!(
-                                    "{e} (the dataplane has {slots} server slots)"
-                                ))
-                            })?;
+                            .map_err(|e| CtlError::invalid(e.to_string()))?;
                         let id = s.id;
                         live_service(pool, service)?.servers.push(s);
                         self.assigned(id);
@@ -873,9 +869,7 @@ impl Ctl {
         let old = sorry.as_ref().map(|s| SocketAddrV4::new(s.addr, s.port));
         let assigned = set_sorry(pool, &p.name, &mut sorry, new, slots);
         pool.services[i].sorry = sorry;
-        let assigned = assigned.map_err(|e| {
-            CtlError::invalid(format!("{e} (the dataplane has {slots} server slots)"))
-        })?;
+        let assigned = assigned.map_err(|e| CtlError::invalid(e.to_string()))?;
         if let Some(id) = assigned {
             self.assigned(id);
             fx.want.extend(new.map(|n| *n.ip()));
@@ -1448,12 +1442,7 @@ fn fixed_section_changed(cfg: &Config, new: &Config) -> Option<&'static str> {
 /// the file are deleted (drained), new ones get ids. Returns the ids
 /// assigned, or the file key and problem that prevent it.
 fn apply(pool: &mut Pool, cfg: &Config, slots: usize) -> Result<Vec<u16>, (String, String)> {
-    let full = |i: usize, e: TooManyServers| {
-        (
-            format!("services[{i}]"),
-            format!("{e} (the dataplane has {slots} server slots)"),
-        )
-    };
+    let full = |i: usize, e: TooManyServers| (format!("services[{i}]"), e.to_string());
     let mut assigned = Vec::new();
     let mut old = std::mem::take(&mut pool.services);
     let mut services = Vec::new();

@@ -62,8 +62,10 @@ pub struct PoolService {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("more than 65535 real servers")]
-pub struct TooManyServers;
+#[error("more than {slots} real servers (the dataplane has {slots} server slots)")]
+pub struct TooManyServers {
+    pub slots: usize,
+}
 
 /// Which addresses and virtual MACs the VRRP instances own right now.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -164,7 +166,9 @@ impl Pool {
         up: bool,
     ) -> Result<PoolServer, TooManyServers> {
         let id = self.next_id;
-        self.next_id = id.checked_add(1).ok_or(TooManyServers)?;
+        self.next_id = id.checked_add(1).ok_or(TooManyServers {
+            slots: usize::from(u16::MAX),
+        })?;
         Ok(PoolServer {
             id,
             addr,
@@ -196,7 +200,7 @@ impl Pool {
             });
         }
         if usize::from(self.next_id) >= slots {
-            return Err(TooManyServers);
+            return Err(TooManyServers { slots });
         }
         self.server(addr, port, weight, up)
     }

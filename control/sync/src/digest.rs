@@ -35,6 +35,8 @@ pub struct ServiceDesc {
     pub sorry: Option<(Ipv4Addr, u16)>,
 }
 
+const MODES: [Mode; 3] = [Mode::Nat, Mode::Dsr, Mode::Tunnel];
+
 fn mode_name(m: Mode) -> &'static str {
     match m {
         Mode::Nat => "nat",
@@ -86,12 +88,10 @@ pub fn parse_canonical(text: &str) -> Result<Vec<ServiceDesc>, String> {
             ["service", at, name, scheduler, mode] => {
                 let (vp, proto) = at.split_once('/').ok_or_else(bad)?;
                 let (vip, port) = addr(vp).ok_or_else(bad)?;
-                let mode = match *mode {
-                    "nat" => Mode::Nat,
-                    "dsr" => Mode::Dsr,
-                    "tunnel" => Mode::Tunnel,
-                    _ => return Err(bad()),
-                };
+                let mode = MODES
+                    .into_iter()
+                    .find(|&m| mode_name(m) == *mode)
+                    .ok_or_else(bad)?;
                 out.push(ServiceDesc {
                     name: (*name).to_owned(),
                     vip,

@@ -49,8 +49,7 @@ pub fn pseudo_header(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u16) -> u32 
 /// RFC 1624 §3, equation 3: `HC' = ~(~HC + ~m + m')`, which unlike
 /// equation 2 never yields the wrong zero.
 pub fn update16(hc: u16, old: u16, new: u16) -> u16 {
-    let acc = u32::from(!hc) + u32::from(!old) + u32::from(new);
-    !fold(acc)
+    adjust(hc, diff16(old, new))
 }
 
 /// What replacing 16-bit `old` with `new` adds to a sum (`~m + m'` of

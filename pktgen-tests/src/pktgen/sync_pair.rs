@@ -20,11 +20,9 @@ use pylon_control::sync::Sync;
 use pylon_dataplane::events::EventQueue;
 use pylon_dataplane::shared::Shared;
 use pylon_dataplane::snapshot::{Mode, Snapshot};
-use pylon_sync::config::{SecretKey, Sync as SyncConfig};
+use pylon_sync::config::Sync as SyncConfig;
 use serde_json::{json, Value};
 
-/// What the daemon gives each worker with the default `queue`.
-const QUEUE_EVENTS: usize = 65_536;
 /// How long the threads have after the run to drain the queue, send what
 /// the rate bound allows and publish their stats (every 100 ms).
 const SETTLE: Duration = Duration::from_millis(500);
@@ -37,6 +35,8 @@ pub struct SyncPair {
     master: Sync,
     backup: Sync,
     queue: Arc<EventQueue>,
+    /// Events the queue holds (`[sync] queue`).
+    queue_events: u64,
 }
 
 /// What the sync threads did during a run.
@@ -54,20 +54,15 @@ fn free_addr() -> Result<SocketAddr> {
     Ok(s.local_addr()?)
 }
 
-fn config(listen: SocketAddr, peer: SocketAddr) -> SyncConfig {
-    SyncConfig {
-        listen,
-        peers: vec![peer],
-        // Any 32 bytes: both sides share them.
-        key: SecretKey(b"pylon-bench-sync-key-32-bytes-ok".to_vec()),
-        interface: None,
-        max_rate: 10_000,
-        startup_timeout: 10,
-        refresh: 60,
-        queue: QUEUE_EVENTS as u32,
-        push_config: false,
-        accept_config: false,
-    }
+/// A `[sync]` table naming only the addresses and the key (any 32 bytes,
+/// both sides share them): every other key at its default, read as the
+/// daemon reads it.
+fn config(listen: SocketAddr, peer: SocketAddr) -> Result<SyncConfig> {
+    toml::from_str(&format!(
+        "listen = \"{listen}\"\npeers = [\"{peer}\"]\nkey = \"{}\"\n",
+        "70796c6f6e2d62656e63682d73796e632d6b65792d33322d62797465732d6f6b"
+    ))
+    .context("the sync pair's [sync]")
 }
 
 fn counter(v: &Value, key: &str) -> u64 {
@@ -82,9 +77,11 @@ impl SyncPair {
         let (a, b) = (free_addr()?, free_addr()?);
         let table = Table::new(capacity.max(1), Timeouts::default())?;
         let backup_shared = Arc::new(Shared::new(backup_snapshot, table, 6));
-        let backup_queue = Arc::new(EventQueue::new(QUEUE_EVENTS));
+        let (master_cfg, backup_cfg) = (config(a, b)?, config(b, a)?);
+        let events = master_cfg.queue as usize;
+        let backup_queue = Arc::new(EventQueue::new(events));
         let backup = Sync::start(
-            &config(b, a),
+            &backup_cfg,
             backup_shared,
             vec![Arc::clone(&backup_queue)],
             backup_queue,
@@ -92,9 +89,9 @@ impl SyncPair {
         .context("starting the backup's sync thread")?;
         // The backup listens before the master asks for its table, as a
         // standby that runs before the master (re)starts.
-        let queue = Arc::new(EventQueue::new(QUEUE_EVENTS));
+        let queue = Arc::new(EventQueue::new(events));
         let master = Sync::start(
-            &config(a, b),
+            &master_cfg,
             Arc::clone(master),
             vec![Arc::clone(&queue)],
             Arc::clone(&queue),
@@ -104,6 +101,7 @@ impl SyncPair {
             master,
             backup,
             queue,
+            queue_events: events as u64,
         })
     }
 
@@ -120,7 +118,7 @@ impl SyncPair {
     /// malformed.
     pub fn finish(self, flows: u64) -> SyncReport {
         let started = Instant::now();
-        let settle = if flows <= QUEUE_EVENTS as u64 {
+        let settle = if flows <= self.queue_events {
             SETTLE_ALL
         } else {
             SETTLE
